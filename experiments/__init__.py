@@ -1,0 +1,1 @@
+"""absl entrypoints: ``python -m experiments.NAME --workdir=DIR [--config.field=value ...]``."""
