@@ -6,7 +6,7 @@ params = cell.init(jax.random.key(0), input_size, hidden_size)
 final_carry, outputs = rnnlab.unroll(cell, params, xs, lengths=lengths)   # xs: [B, T, D]
 """
 
-from rnnlab import attention, cells, interop
+from rnnlab import attention, cells
 from rnnlab.cells import Cell
 from rnnlab.recurrent import (
     bidirectional,
@@ -27,7 +27,6 @@ __all__ = [
     "bidirectional",
     "cells",
     "init_bidirectional",
-    "interop",
     "init_stack",
     "mask_from_lengths",
     "reverse_padded",
