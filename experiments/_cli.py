@@ -11,6 +11,7 @@ and exit status 2, before anything is compiled or written.
 from __future__ import annotations
 
 import difflib
+import logging as std_logging
 import os
 import sys
 from collections.abc import Callable
@@ -22,10 +23,20 @@ from ml_collections import config_flags
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
-def fail(message: str) -> None:
+class UsageError(ValueError):
+    """A config value an experiment refuses, raised before anything is compiled or written."""
+
+
+def check(ok: bool, field: str, value, reason: str) -> None:
+    """Raises ``UsageError("--config.FIELD=VALUE: REASON")`` unless ``ok``."""
+    if not ok:
+        raise UsageError(f"--config.{field}={value!r}: {reason}")
+
+
+def fail(message: str, status: int = 2) -> None:
     """Prints ``error: message`` to stderr and exits with status 2 (a usage error)."""
     print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+    raise SystemExit(status)
 
 
 def check_workdir(workdir: str) -> Path:
@@ -62,6 +73,14 @@ def main(modes: dict[str, Callable], name: str | None = None, argv: list[str] | 
     fv = flags.FlagValues()
     flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.", fv)
     flags.DEFINE_enum("mode", "train", sorted(modes), "What to do.", flag_values=fv)
+    flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host).", fv)
+    flags.DEFINE_integer("num_processes", None, "Processes in a multi-host run.", flag_values=fv)
+    flags.DEFINE_integer("process_id", None, "This process's index (multi-host).", flag_values=fv)
+    # ml_collections loads the file as module "config_config" and, if that name is already in
+    # sys.modules, executes the new file into the old module: a file without get_config would
+    # then inherit the previous one's. Forget it so every call (tests call main repeatedly)
+    # loads afresh.
+    sys.modules.pop("config_config", None)
     try:  # ml_collections reads the --config.field overrides from argv right here
         config_flag = config_flags.DEFINE_config_file(
             "config", str(default_config), "Config file (FILE or FILE:variant).", fv, sys_argv=argv
@@ -88,7 +107,30 @@ def main(modes: dict[str, Callable], name: str | None = None, argv: list[str] | 
         flags.FLAGS.mark_as_parsed()
     logging.use_absl_handler()
     logging.set_verbosity(logging.INFO)
-    return modes[fv.mode](config, str(workdir))
+    logging.get_absl_handler().addFilter(_quiet_libraries)
+    return _run(modes[fv.mode], config, workdir, fv)
+
+
+def _quiet_libraries(record) -> bool:
+    """Drops the INFO chatter of orbax and JAX's backend setup; keeps their warnings."""
+    noisy = "orbax" in record.pathname or "jax/_src" in record.pathname
+    return record.levelno >= std_logging.WARNING or not noisy
+
+
+def _run(fn: Callable, config, workdir: Path, fv):
+    """Starts jax.distributed if asked, then ``fn``; known failures become one-line errors."""
+    from rnnlab.train import CheckpointError, ConfigMismatchError, NonFiniteError, parallel
+
+    try:
+        parallel.initialize_distributed(fv.coordinator_address, fv.num_processes, fv.process_id)
+    except ValueError as e:
+        fail(str(e))
+    try:
+        return fn(config, str(workdir))
+    except UsageError as e:
+        fail(str(e))
+    except (ConfigMismatchError, CheckpointError, NonFiniteError) as e:
+        fail(f"{type(e).__name__}: {e}", status=1)
 
 
 def suggest(name: str, known) -> str:

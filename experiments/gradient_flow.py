@@ -425,5 +425,16 @@ def report(workdir) -> str:
     return "\n".join(lines)
 
 
+def demo(workdir: str) -> None:
+    """The demo for experiments.reproduce: the ":demo" config (about 2 minutes on 2 cores).
+
+    The study has no training state, so it reruns; a finished results.json is kept as is.
+    """
+    from experiments.configs import gradient_flow as configs
+
+    if not (Path(workdir) / "results.json").exists():
+        run(configs.get_config("demo"), workdir)
+
+
 if __name__ == "__main__":
     _cli.main({"train": run})

@@ -1,0 +1,114 @@
+"""Data parallelism over every device of every host: a ``data`` mesh axis and ``shard_map``.
+
+The batch is split along ``data`` (in_specs P('data')), params are replicated (P()). Each shard
+takes the gradient of its own mean loss and ``lax.pmean`` averages them, which equals the
+gradient of the global mean loss when every shard holds B / n examples.
+
+Why check_vma=False: rnnlab's scans start from a ``jnp.zeros`` carry, which shard_map's
+varying-manual-axes check rejects inside a scan. With check_vma=False the per-shard gradients are
+per-shard values, so ``pmean`` of the gradients is the right average; with check_vma=True the
+gradient would already be a sum and pmean would not divide (8x gradients on 8 devices, hidden by
+Adam). ``tests/train/test_parallel.py`` compares gradients with one device.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+from jax import lax
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+AXIS = "data"
+
+
+def make_mesh(devices=None) -> jax.sharding.Mesh:
+    """A 1-d ``data`` mesh over ``devices`` (default: every device of every process)."""
+    devices = jax.devices() if devices is None else list(devices)
+    return jax.make_mesh((len(devices),), (AXIS,), axis_types=(AxisType.Auto,), devices=devices)
+
+
+def replicated(mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh) -> NamedSharding:
+    return NamedSharding(mesh, P(AXIS))
+
+
+def check_batch_size(batch_size: int, mesh, argument: str = "batch_size") -> None:
+    """Raises ValueError unless ``batch_size`` splits evenly over the mesh's devices."""
+    n = mesh.devices.size
+    if batch_size % n:
+        raise ValueError(f"{argument}={batch_size} is not divisible by the {n} devices")
+
+
+def data_parallel_grad(loss_fn, mesh):
+    """The gradient of ``loss_fn`` over a batch split across ``mesh``.
+
+    Args:
+        loss_fn: (params, batch, key) -> (loss, aux), a mean over the batch.
+        mesh: a mesh with a ``data`` axis.
+
+    Returns:
+        grad_fn(params, batch, key) -> ((loss, aux), grads), all averaged over the devices and
+        replicated. Shard i uses fold_in(key, i), so dropout masks differ between shards.
+    """
+
+    def local(params, batch, key):
+        key = jax.random.fold_in(key, lax.axis_index(AXIS))
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, key)
+        return lax.pmean(((loss, aux), grads), AXIS)
+
+    return jax.shard_map(
+        local, mesh=mesh, in_specs=(P(), P(AXIS), P()), out_specs=P(), check_vma=False
+    )
+
+
+# --- several processes -----------------------------------------------------------------------
+
+ENV = {
+    "coordinator_address": "RNNLAB_COORDINATOR_ADDRESS",
+    "num_processes": "RNNLAB_NUM_PROCESSES",
+    "process_id": "RNNLAB_PROCESS_ID",
+}
+
+
+def initialize_distributed(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    timeout_s: int | None = None,
+) -> bool:
+    """Calls ``jax.distributed.initialize`` when more than one process is asked for.
+
+    Unset arguments come from RNNLAB_COORDINATOR_ADDRESS, RNNLAB_NUM_PROCESSES and
+    RNNLAB_PROCESS_ID; ``timeout_s`` (initialisation, heartbeat and shutdown) from
+    RNNLAB_DISTRIBUTED_TIMEOUT_S, else 300. Must run before any JAX computation. Returns whether
+    it initialised.
+    """
+    timeout_s = timeout_s or int(os.environ.get("RNNLAB_DISTRIBUTED_TIMEOUT_S", 300))
+    coordinator_address = coordinator_address or os.environ.get(ENV["coordinator_address"])
+    if num_processes is None and os.environ.get(ENV["num_processes"]):
+        num_processes = int(os.environ[ENV["num_processes"]])
+    if process_id is None and os.environ.get(ENV["process_id"]):
+        process_id = int(os.environ[ENV["process_id"]])
+    if not num_processes or num_processes == 1:
+        return False
+    if coordinator_address is None or process_id is None:
+        raise ValueError(
+            f"num_processes={num_processes} needs coordinator_address and process_id "
+            f"(or ${ENV['coordinator_address']} and ${ENV['process_id']})"
+        )
+    if not 0 <= process_id < num_processes:
+        raise ValueError(f"process_id={process_id}: expected 0 <= process_id < {num_processes}")
+    jax.distributed.initialize(
+        coordinator_address,
+        num_processes,
+        process_id,
+        initialization_timeout=timeout_s,
+        heartbeat_timeout_seconds=max(10, timeout_s),
+        shutdown_timeout_seconds=max(10, timeout_s),
+    )
+    return True

@@ -1,0 +1,35 @@
+"""Data parallelism: the same training on 1 and on 8 CPU devices agrees to float32 tolerance.
+
+Devices are fixed per process, so the 8-device run is a subprocess. It compares gradients as
+well as params: Adam hides a constant gradient factor (the shard_map check_vma trap gives 8x).
+"""
+
+import json
+
+import pytest
+
+from rnnlab.train import parallel
+from tests.train import helpers
+
+
+def test_eight_devices_match_one_device():
+    proc = helpers.start(
+        ["-m", "tests.train._parallel_check"],
+        XLA_FLAGS="--xla_force_host_platform_device_count=8",
+    )
+    code, out = helpers.finish(proc, timeout=180)
+    assert code == 0, out[-3000:]
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["grad_rel"] < 1e-5, result  # 8x would give 7.0
+    assert result["loss_diff"] < 1e-6, result
+    assert result["steps"] == [5, 5]
+    assert result["param_diff"] < 1e-5 * max(1.0, result["param_scale"]), result
+    assert result["train_loss"][0] == pytest.approx(result["train_loss"][1], rel=1e-5)
+
+
+def test_batch_size_must_split_over_the_devices():
+    mesh = parallel.make_mesh()
+    parallel.check_batch_size(4 * mesh.devices.size, mesh)
+    if mesh.devices.size > 1:
+        with pytest.raises(ValueError, match="not divisible"):
+            parallel.check_batch_size(mesh.devices.size + 1, mesh)
