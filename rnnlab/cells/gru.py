@@ -18,6 +18,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from rnnlab.cells import fused
 from rnnlab.cells.base import Cell, check_sizes, lecun_normal, stacked_orthogonal, zeros_carry
 
 
@@ -67,7 +68,7 @@ def gru(*, reset_after: bool = False) -> Cell:
         apply,
         project=project,
         step=step,
-        scan=None,
+        scan=fused.gru_scan(reset_after),
         hidden_size=lambda params: params["w_h"].shape[0],
         name="gru",
     )

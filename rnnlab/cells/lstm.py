@@ -34,6 +34,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from rnnlab.cells import fused
 from rnnlab.cells.base import Cell, check_sizes, lecun_normal, stacked_orthogonal, zeros_carry
 
 VARIANTS = ("vanilla", "nig", "nfg", "nog", "niaf", "noaf", "cifg", "fgr")
@@ -127,7 +128,7 @@ def lstm(
         apply,
         project=project,
         step=step,
-        scan=None,
+        scan=fused.lstm_scan if variant == "vanilla" and not peepholes else None,
         hidden_size=lambda params: params["w_h"].shape[0],
         name="lstm",
     )

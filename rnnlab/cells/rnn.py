@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rnnlab.cells import fused
 from rnnlab.cells.base import Cell, activation, check_sizes, lecun_normal, orthogonal, zeros_carry
 
 RECURRENT_INITS = ("orthogonal", "gaussian", "identity", "normal", "sparse")
@@ -110,7 +111,7 @@ def rnn(
         apply,
         project=project,
         step=step,
-        scan=None,
+        scan=fused.rnn_scan(activation_fn),
         hidden_size=lambda params: params["w_h"].shape[0],
         name="rnn",
     )
