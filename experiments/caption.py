@@ -1,0 +1,690 @@
+"""Image captioning: inject, show-and-tell and show-attend-tell decoders on one CNN encoder.
+
+    python -m experiments.caption --workdir=DIR [--config.dataset=scenes]
+    python -m experiments.caption --workdir=DIR --mode=caption a.png b.png
+
+Trains each decoder of ``config.decoders`` into DIR/<decoder>/ (config.json, metrics.jsonl,
+checkpoints/, vocab.json, predictions.json, results.json, samples.png and, for the attention
+decoder, attention_<k>.png: each word's attention over the image, as Xu et al. 2015, figure 3),
+then writes DIR/results.json comparing them and DIR/learning_curves.png. Scores on valid and
+test with greedy and beam decoding: BLEU-1..4 and CIDEr-D (``rnnlab.analysis.caption_metrics``:
+pycocoevalcap's scorers on text tokenised in Python) and, for the generated scenes, the fraction
+of captions true of their image (``rnnlab.data.scenes.is_true``). See
+experiments/configs/caption.py.
+
+The training set lives on the device (uint8 images and the token ids of every caption, as
+constants of the compiled step); batch i is a slice of the permutation of all (image, caption)
+pairs drawn from (seed, epoch), so the data position is the step and resuming is exact.
+
+``--mode=caption PATH...`` captions image files with the latest checkpoint of
+``config.caption_decoder``, reading the model's config and vocabulary from its run directory.
+Flags must be written ``--flag=value`` there, so that what follows them is the list of images.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+import textwrap
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from jax import lax
+
+from experiments import _cli
+from rnnlab import cells
+from rnnlab.analysis import caption_metrics
+from rnnlab.data import caption_files, scenes, tasks
+from rnnlab.models import captioning as cap
+from rnnlab.train import loop, parallel, state, step, writers
+from rnnlab.train.checkpoint import Checkpointer, flatten_config
+
+# Fields that may change when resuming: they change neither a model nor its data.
+RESUMABLE = (
+    "steps",
+    "log_every",
+    "checkpoint_every",
+    "max_to_keep",
+    "eval_batch_size",
+    "decoders",
+    "beam_size",
+    "num_samples",
+    "num_attention",
+    "caption_decoder",
+    "resize_images",
+)
+PUBLISHED = {  # BLEU-4 x 100 on COCO, for context only (other data, other encoders)
+    "show_and_tell": ("Show and Tell (Vinyals et al. 2015), COCO", 27.7),
+    "show_attend_tell": ("Show, Attend and Tell, soft (Xu et al. 2015), COCO", 24.3),
+}
+DATASETS = ("scenes", "flickr8k:DIR", "karpathy:JSON:IMAGEDIR", "tfds:coco_captions")
+
+
+# --- setup ---------------------------------------------------------------------------------------
+
+
+def setup(config, mesh) -> tuple[list[str], cells.Cell, cap.Encoder]:
+    """Checks every value and builds the cell and the encoder, before anything is compiled.
+
+    Raises:
+        experiments._cli.UsageError: naming the field and the reason.
+    """
+    c = config
+    for field in ("image_size", "steps", "batch_size", "log_every", "checkpoint_every",
+                  "max_to_keep", "eval_batch_size", "beam_size", "valid_size", "test_size",
+                  "embed_size", "hidden_size", "attention_size", "max_objects"):  # fmt: skip
+        _cli.check(isinstance(c[field], int) and c[field] >= 1, field, c[field], "must be >= 1")
+    for field in ("train_size", "num_samples", "num_attention", "min_word_count"):
+        _cli.check(isinstance(c[field], int) and c[field] >= 0, field, c[field], "must be >= 0")
+    _cli.check(c.max_objects <= 4, "max_objects", c.max_objects, "scenes hold 1 to 4 objects")
+    _cli.check(c.max_caption_len >= 3, "max_caption_len", c.max_caption_len, "must be >= 3")
+    n = mesh.devices.size
+    _cli.check(c.batch_size % n == 0, "batch_size", c.batch_size, f"not divisible by {n} devices")
+    for field, known in (("optimizer", step.OPTIMIZERS), ("schedule", step.SCHEDULES)):
+        _cli.check(c[field] in known, field, c[field], f"expected one of {sorted(known)}")
+    _cli.check(c.learning_rate > 0, "learning_rate", c.learning_rate, "must be positive")
+    for field in ("clip_norm", "warmup_steps", "attention_penalty"):
+        _cli.check(c[field] >= 0, field, c[field], "must be >= 0")
+    kind = c.dataset.split(":", 1)[0]
+    _cli.check(
+        kind in ("scenes", "flickr8k", "karpathy", "tfds") and (kind == "scenes") == (":" not in
+                                                                                       c.dataset),
+        "dataset", c.dataset, f"expected one of {list(DATASETS)}{_cli.suggest(kind, DATASETS)}",
+    )  # fmt: skip
+    if kind == "karpathy":
+        _cli.check(c.dataset.count(":") == 2, "dataset", c.dataset, "expected karpathy:JSON:DIR")
+    decoders = [d.strip() for d in c.decoders.split(",") if d.strip()]
+    _cli.check(bool(decoders), "decoders", c.decoders, f"expected some of {list(cap.DECODERS)}")
+    for d in decoders:
+        why = f"unknown decoder {d!r}{_cli.suggest(d, cap.DECODERS)}; known: {list(cap.DECODERS)}"
+        _cli.check(d in cap.DECODERS, "decoders", c.decoders, why)
+    _cli.check(
+        c.caption_decoder in cap.DECODERS, "caption_decoder", c.caption_decoder,
+        f"expected one of {list(cap.DECODERS)}{_cli.suggest(c.caption_decoder, cap.DECODERS)}",
+    )  # fmt: skip
+    _cli.check(c.encoder != "precomputed", "encoder", c.encoder, "this experiment feeds images")
+    options = {"channels": tuple(c.channels), "residual": c.residual} if c.encoder == "cnn" else {}
+    try:
+        encoder = cap.get(c.encoder, **options)
+    except (ValueError, TypeError) as e:
+        raise _cli.UsageError(f"--config.encoder={c.encoder!r}: {e}") from None
+    try:
+        cell = cells.get(c.cell)
+    except (ValueError, TypeError) as e:
+        raise _cli.UsageError(f"--config.cell={c.cell!r}: {e}") from None
+    spec = make_spec(c, encoder, cell, decoders[0], vocab_size=8)
+    try:
+        jax.eval_shape(lambda: cap.init(jax.random.key(0), spec))  # shapes only, no compute
+    except ValueError as e:
+        field = "channels" if c.encoder == "cnn" else "encoder"
+        raise _cli.UsageError(f"--config.{field}={c[field]!r}: {e}") from None
+    return decoders, cell, encoder
+
+
+def make_spec(config, encoder, cell, decoder: str, vocab_size: int) -> cap.Captioner:
+    shape = (config.image_size, config.image_size, 3)
+    return cap.Captioner(encoder, cell, vocab_size, shape, decoder, config.embed_size,
+                         config.hidden_size, config.attention_size)  # fmt: skip
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+
+class Split(NamedTuple):
+    """images [N, S, S, 3] uint8; references: the captions of each image; objects: each scene's
+    objects (None for real data); names: file names or "scene i"."""
+
+    images: np.ndarray
+    references: list[list[str]]
+    objects: list | None
+    names: list[str]
+
+
+class Data(NamedTuple):
+    vocab: scenes.Vocab
+    train: Split
+    valid: Split
+    test: Split
+
+
+def _uint8(images: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(images, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=2)  # the decoders of one run (and a test's runs) share it
+def _scenes(seed: int, split: str, size: int, image_size: int, max_objects: int) -> Split:
+    ds = scenes.SceneCaptions(split, seed=seed, size=size, image_size=image_size,
+                              max_objects=max_objects)  # fmt: skip
+    examples = [ds[i] for i in range(size)]
+    return Split(
+        _uint8(np.stack([e.image for e in examples])),
+        [list(e.captions) for e in examples],
+        [e.objects for e in examples],
+        [f"{split} scene {i}" for i in range(size)],
+    )
+
+
+def _from_files(config, data: caption_files.CaptionedImages, rows: list[int]) -> Split:
+    paths = [data.paths()[i] for i in rows]
+    images = caption_files.load_images(
+        paths, config.image_size, resize=True, convert=config.convert_images
+    )
+    return Split(_uint8(images), [data.captions[i] for i in rows], None, paths)
+
+
+def _coco(config, name: str, split: str, size: int) -> Split:
+    ds = caption_files.open_coco_captions(
+        f"{split}[:{size}]" if size else split, data_dir=config.tfds_data_dir or None, name=name,
+        image_size=config.image_size,
+    )  # fmt: skip
+    examples = [ds[i] for i in range(len(ds))]
+    return Split(_uint8(np.stack([e[0] for e in examples])), [e[1] for e in examples], None,
+                 [e[2] for e in examples])  # fmt: skip
+
+
+def load_data(config) -> Data:
+    """The three splits and the vocabulary (the grammar's for scenes, else from train).
+
+    Raises:
+        experiments._cli.UsageError: naming --config.dataset and the file (and line) of a
+            missing image, an empty caption or an unreadable image.
+    """
+    c = config
+    kind, _, where = c.dataset.partition(":")
+    try:
+        if kind == "scenes":
+            size = c.image_size, c.max_objects
+            _cli.check(c.train_size >= 1, "train_size", c.train_size, "scenes: must be >= 1")
+            train = _scenes(c.seed, "train", c.train_size, *size)
+            valid = _scenes(c.seed, "valid", c.valid_size, *size)
+            test = _scenes(c.seed, "test", c.test_size, *size)
+            return Data(scenes.SCENE_VOCAB, train, valid, test)
+        if kind == "tfds":
+            train = _coco(c, where, "train", c.train_size)
+            valid, test = _coco(c, where, "val", c.valid_size), _coco(c, where, "test", c.test_size)
+        else:
+            if kind == "flickr8k":
+                data = caption_files.read_flickr8k(
+                    str(Path(where) / "captions.txt"), str(Path(where) / "Images")
+                )
+                n, held = len(data.filenames), c.valid_size + c.test_size
+                if n <= held:
+                    raise ValueError(f"{n} images, not more than valid_size + test_size = {held}")
+                order = {"train": range(n - held), "val": range(n - held, n - c.test_size),
+                         "test": range(n - c.test_size, n)}  # fmt: skip
+            else:
+                json_path, _, image_dir = where.partition(":")
+                data = caption_files.read_karpathy(json_path, image_dir)
+                order = {s: [i for i, x in enumerate(data.splits) if x == s]
+                         for s in ("train", "val", "test")}  # fmt: skip
+                order["train"] += [i for i, x in enumerate(data.splits) if x == "restval"]
+            caps = {"train": c.train_size or None, "val": c.valid_size, "test": c.test_size}
+            train, valid, test = (
+                _from_files(c, data, list(order[s])[: caps[s]]) for s in ("train", "val", "test")
+            )
+        if not len(train.images) or not len(valid.images) or not len(test.images):
+            raise ValueError("a split is empty")
+        words = (w for refs in train.references for r in refs for w in scenes.tokenize(r))
+        vocab = scenes.Vocab(w for w, k in _counts(words).items() if k >= c.min_word_count)
+        return Data(vocab, train, valid, test)
+    except (ValueError, OSError) as e:  # CaptionFileError, ImageError, DatasetNotPreparedError
+        message = "; ".join(line.strip() for line in str(e).splitlines())
+        raise _cli.UsageError(f"--config.dataset={c.dataset!r}: {message}") from None
+
+
+def _counts(words) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for w in words:
+        counts[w] = counts.get(w, 0) + 1
+    return counts
+
+
+def encode_pairs(split: Split, vocab: scenes.Vocab, max_len: int):
+    """Every (image, caption) pair: image index [M], tokens [M, T], lengths [M]."""
+    image_of = np.array([i for i, refs in enumerate(split.references) for _ in refs], np.int32)
+    texts = [r for refs in split.references for r in refs]
+    try:
+        tokens, lengths = vocab.encode_batch(texts, max_len=max_len)
+    except ValueError as e:  # "caption k is empty": name the image instead
+        k = int(str(e).split()[1])
+        raise ValueError(f"{split.names[image_of[k]]}: an empty caption") from None
+    return image_of, tokens, lengths
+
+
+def make_source(split: Split, vocab, batch_size: int, max_len: int, key) -> tasks.Source:
+    """Batch i: pairs order_e[k B : (k + 1) B], e = i // K, k = i % K, K = M // B batches an
+    epoch, order_e = permutation(fold_in(key, e), M). Jit-traceable; the position is the step."""
+    image_of, tokens, lengths = encode_pairs(split, vocab, max_len)
+    M, B = len(image_of), batch_size
+    if M < B:
+        raise _cli.UsageError(f"--config.batch_size={B}: more than the {M} training captions")
+    per_epoch = M // B
+    images = jnp.asarray(split.images)  # [N, S, S, 3] uint8, a constant of the compiled step
+    image_of, tokens, lengths = jnp.asarray(image_of), jnp.asarray(tokens), jnp.asarray(lengths)
+
+    def init():
+        return {"index": jnp.zeros((), jnp.int32)}
+
+    def next_batch(position):
+        i = position["index"]
+        order = jax.random.permutation(jax.random.fold_in(key, i // per_epoch), M)  # [M]
+        rows = lax.dynamic_slice(order, ((i % per_epoch) * B,), (B,))  # [B]
+        batch = {
+            "images": images[image_of[rows]].astype(jnp.float32) / 255.0,  # [B, S, S, 3]
+            "captions": tokens[rows],  # [B, T]
+            "lengths": lengths[rows],  # [B]
+        }
+        return batch, {"index": i + 1}
+
+    return tasks.Source(init, next_batch)
+
+
+# --- training one decoder ------------------------------------------------------------------------
+
+
+def _keys(seed: int):
+    return jax.random.split(jax.random.key(seed), 3)  # init, train, data
+
+
+def _tx(config):
+    lr = step.schedule(config.schedule, config.learning_rate, config.steps, config.warmup_steps)
+    return step.optimizer(config.optimizer, lr), lr
+
+
+def _init_state(config, spec, source):
+    k_init, k_train, _ = _keys(config.seed)
+    tx, _ = _tx(config)
+    return lambda: state.create(cap.init(k_init, spec), tx, k_train, source.init())
+
+
+def train_decoder(config, spec, data: Data, run_dir: Path, mesh) -> state.TrainState:
+    """Trains one decoder into run_dir (resuming from its checkpoints); returns the final state."""
+    source = make_source(data.train, data.vocab, config.batch_size, config.max_caption_len,
+                         _keys(config.seed)[2])  # fmt: skip
+    penalty = config.attention_penalty
+
+    def loss_fn(params, batch, key):
+        del key  # no dropout
+        value, aux = cap.loss(spec, params, batch["images"], batch["captions"], batch["lengths"],
+                              penalty=penalty)  # fmt: skip
+        return value, {k: aux[k] for k in ("nll", "attention_penalty")}
+
+    # A fixed valid batch (each image's first caption) for the NLL logged every log_every steps.
+    n = min(config.eval_batch_size, len(data.valid.images))
+    v_tokens, v_lengths = data.vocab.encode_batch(
+        [refs[0] for refs in data.valid.references[:n]], max_len=config.max_caption_len
+    )
+    v_images = jnp.asarray(data.valid.images[:n])
+
+    def evaluate(s):
+        x = v_images.astype(jnp.float32) / 255.0
+        _, aux = cap.loss(spec, s.params, x, v_tokens, v_lengths, penalty=penalty)
+        return {"nll": aux["nll"]}
+
+    tx, lr = _tx(config)
+    train_step = step.make_step(
+        loss_fn, tx, source.next, grad_fn=parallel.data_parallel_grad(loss_fn, mesh),
+        clip_norm=config.clip_norm, learning_rate=lr,
+    )  # fmt: skip
+    return loop.train(
+        workdir=run_dir,
+        init_state=_init_state(config, spec, source),
+        train_step=train_step,
+        steps=config.steps,
+        log_every=config.log_every,
+        checkpoint_every=config.checkpoint_every,
+        config=config.to_dict() | {"decoder": spec.decoder},
+        resumable=RESUMABLE,
+        evaluate=evaluate,
+        max_to_keep=config.max_to_keep,
+        mesh=mesh,
+    )
+
+
+# --- decoding and scores -------------------------------------------------------------------------
+
+
+def make_captioner(spec, vocab, config, beam_size: int):
+    """(params, images uint8 [N, S, S, 3]) -> (captions list[str], attention [N, T, L] or
+    None), decoding in fixed batches of eval_batch_size (one compilation)."""
+    B, max_len = config.eval_batch_size, config.max_caption_len - 1
+
+    @jax.jit
+    def decode(params, images):
+        x = images.astype(jnp.float32) / 255.0
+        out = cap.decode(spec, params, x, bos_id=vocab.BOS, eos_id=vocab.EOS, max_len=max_len,
+                         beam_size=beam_size)  # fmt: skip
+        best = (lambda a: a[:, 0]) if beam_size > 1 else (lambda a: a)  # beams come sorted
+        return best(out.tokens), None if out.extras is None else best(out.extras)
+
+    def run(params, images: np.ndarray):
+        tokens, weights = [], []
+        for start in range(0, len(images), B):
+            chunk = images[start : start + B]
+            pad = np.repeat(chunk[:1], B - len(chunk), axis=0)
+            t, w = decode(params, np.concatenate([chunk, pad]))
+            tokens.append(np.asarray(t))  # host sync
+            weights.append(None if w is None else np.asarray(w))
+        n = len(images)
+        captions = [vocab.decode(t) for t in np.concatenate(tokens)[:n]]
+        return captions, None if weights[0] is None else np.concatenate(weights)[:n]
+
+    return run
+
+
+def score(split: Split, captions: list[str]) -> dict:
+    """BLEU-1..4, CIDEr-D and (scenes) the fraction of captions true of their image."""
+    out = caption_metrics.score(split.references, captions)
+    if split.objects is not None:
+        out["true"] = float(
+            np.mean([scenes.is_true(c, o) for c, o in zip(captions, split.objects)])
+        )
+    return out
+
+
+def evaluate_decoder(config, spec, params, data: Data) -> tuple[dict, dict]:
+    """Scores on valid and test, greedy and beam; returns (scores, predictions)."""
+    greedy = make_captioner(spec, data.vocab, config, 1)
+    beam = make_captioner(spec, data.vocab, config, config.beam_size)
+    scores, predictions = {}, {}
+    for name, split in (("valid", data.valid), ("test", data.test)):
+        g, weights = greedy(params, split.images)
+        b, _ = beam(params, split.images)
+        scores[name] = {"greedy": score(split, g), "beam": score(split, b)}
+        predictions[name] = {"greedy": g, "beam": b, "weights": weights}
+    return scores, predictions
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+def run(config, workdir: str) -> dict:
+    """Trains every decoder of ``config.decoders``; returns (and writes) DIR/results.json's dict."""
+    workdir = Path(workdir)
+    mesh = parallel.make_mesh()
+    decoders, cell, encoder = setup(config, mesh)
+    data = load_data(config)
+    lead = jax.process_index() == 0
+    results = {
+        "dataset": config.dataset,
+        "image_size": config.image_size,
+        "encoder": {
+            "name": config.encoder,
+            "channels": list(config.channels),
+            "residual": config.residual,
+        },  # fmt: skip
+        "cell": config.cell,
+        "steps": config.steps,
+        "vocab_size": len(data.vocab),
+        "metrics": {
+            "bleu": caption_metrics.BLEU_IMPLEMENTATION,
+            "cider_d": caption_metrics.CIDER_IMPLEMENTATION,
+        },  # fmt: skip
+        "published_bleu4": {k: {"what": w, "bleu4": b} for k, (w, b) in PUBLISHED.items()},
+        "decoders": {},
+    }
+    for decoder in decoders:
+        run_dir = workdir / decoder
+        run_dir.mkdir(parents=True, exist_ok=True)
+        spec = make_spec(config, encoder, cell, decoder, len(data.vocab))
+        logging.info("caption: training %s into %s", decoder, run_dir)
+        final = train_decoder(config, spec, data, run_dir, mesh)
+        scores, predictions = evaluate_decoder(config, spec, final.params, data)
+        records = writers.read_metrics(run_dir)
+        one = {
+            "decoder": decoder,
+            "final_loss": records[-1]["loss"] if records else None,
+            "first_logged_loss": records[0]["loss"] if records else None,
+            "valid_nll": records[-1].get("eval_nll") if records else None,
+            "scores": scores,
+            "params_sha256": state.checksum(final.params),
+        }
+        results["decoders"][decoder] = one
+        if lead:
+            writers.write_json(run_dir / "vocab.json", {"words": data.vocab.words})
+            writers.write_json(run_dir / "results.json", one)
+            writers.write_json(run_dir / "predictions.json", {
+                s: {k: v for k, v in p.items() if k != "weights"} for s, p in predictions.items()
+            })  # fmt: skip
+            plot_samples(run_dir, config, data, predictions["test"])
+            if predictions["test"]["weights"] is not None:
+                plot_attention(run_dir, config, data, predictions["test"])
+    if lead:
+        writers.write_json(workdir / "results.json", results)
+        plot_curves(workdir, decoders)
+    return results
+
+
+# --- figures -------------------------------------------------------------------------------------
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_samples(run_dir: Path, config, data: Data, predictions: dict) -> Path:
+    """samples.png: test images with a reference and the greedy and beam captions (scenes: green
+    when true of the image, red when not)."""
+    plt = _plt()
+    n = min(config.num_samples, len(data.test.images))
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig = plt.figure(figsize=(3.4 * cols, 4.6 * rows), dpi=100)
+    grid = fig.add_gridspec(2 * rows, cols, height_ratios=[3, 1.6] * rows)  # image, then text
+    for i in range(n):
+        r, c = divmod(i, cols)
+        ax, text_ax = fig.add_subplot(grid[2 * r, c]), fig.add_subplot(grid[2 * r + 1, c])
+        ax.imshow(data.test.images[i], interpolation="nearest")
+        ax.axis("off")
+        text_ax.axis("off")
+        lines = [("ref", data.test.references[i][0], "black")]
+        for kind in ("greedy", "beam"):
+            text = predictions[kind][i]
+            colour = "black"
+            if data.test.objects is not None:
+                colour = "green" if scenes.is_true(text, data.test.objects[i]) else "red"
+            lines.append((kind, text, colour))
+        y = 1.0
+        for label, text, colour in lines:
+            wrapped = textwrap.fill(f"{label}: {text}", 44)
+            text_ax.text(0, y, wrapped, va="top", fontsize=7, color=colour)
+            y -= 0.16 * (wrapped.count("\n") + 1) + 0.04
+    fig.suptitle(f"{run_dir.name}: test images (ref, greedy, beam {config.beam_size})")
+    fig.tight_layout()
+    path = run_dir / "samples.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _upsample(weights: np.ndarray, size: int) -> np.ndarray:
+    """A [L] grid of attention weights (row-major, square) as a smooth [size, size] map."""
+    from PIL import Image
+
+    side = int(round(math.sqrt(weights.shape[-1])))
+    grid = weights.reshape(side, side).astype(np.float32)
+    return np.asarray(Image.fromarray(grid, mode="F").resize((size, size), Image.BICUBIC))
+
+
+def plot_attention(run_dir: Path, config, data: Data, predictions: dict) -> list[Path]:
+    """attention_<k>.png: the image, then each greedy word over the image lit by its attention
+    weights (upsampled bicubically from the grid), as Xu et al. (2015), figure 3."""
+    plt = _plt()
+    paths = []
+    for k in range(min(config.num_attention, len(data.test.images))):
+        image = data.test.images[k].astype(np.float32) / 255.0
+        words = scenes.tokenize(predictions["greedy"][k]) + ["<eos>"]
+        weights = predictions["weights"][k][: len(words)]  # [n, L]
+        cols = min(len(words) + 1, 8)
+        rows = -(-(len(words) + 1) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), dpi=100,
+                                 squeeze=False)  # fmt: skip
+        for ax in axes.flat:
+            ax.axis("off")
+        axes.flat[0].imshow(image)
+        axes.flat[0].set_title("image", fontsize=8)
+        for t, (word, ax) in enumerate(zip(words, list(axes.flat)[1:])):
+            heat = _upsample(weights[t], image.shape[0])
+            heat = np.clip(heat / max(heat.max(), 1e-8), 0, 1)[..., None]
+            ax.imshow(image * (0.2 + 0.8 * heat))
+            ax.set_title(word, fontsize=9)
+        fig.suptitle(textwrap.fill(predictions["greedy"][k], 90), fontsize=8)
+        fig.tight_layout()
+        path = run_dir / f"attention_{k}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def plot_curves(workdir: Path, decoders: list[str]) -> Path:
+    """learning_curves.png: train loss and valid NLL of every decoder against the step."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.4), dpi=100)
+    for i, decoder in enumerate(decoders):
+        records = writers.read_metrics(workdir / decoder)
+        steps = [r["step"] for r in records]
+        ax.plot(steps, [r["nll"] for r in records], color=f"C{i}", lw=1, alpha=0.5)
+        ax.plot(steps, [r.get("eval_nll", np.nan) for r in records], color=f"C{i}", lw=1.8,
+                label=f"{decoder} (valid)")  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("NLL per word (thin: train)")
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    path = workdir / "learning_curves.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# --- report and demo -----------------------------------------------------------------------------
+
+
+def report(workdir: str) -> str:
+    """The markdown section for runs/…/report.md; figure paths are relative to its parent."""
+    workdir = Path(workdir)
+    res = json.loads((workdir / "results.json").read_text())
+    rel = lambda p: p.relative_to(workdir.parent)  # noqa: E731
+    lines = [
+        "## Image captioning",
+        "",
+        f"Data {res['dataset']} at {res['image_size']}px; encoder {res['encoder']['name']} "
+        f"{tuple(res['encoder']['channels'])}; {res['cell']} decoders, {res['steps']} steps each. "
+        "Decoders: inject (Karpathy & Fei-Fei 2015; Mao et al. 2015), show_and_tell (Vinyals et "
+        "al. 2015), show_attend_tell (soft attention, Xu et al. 2015). BLEU and CIDEr-D x 100: "
+        f"{res['metrics']['bleu']}; {res['metrics']['cider_d']}; text tokenised in Python. "
+        "'true': captions true of their scene. On the scenes, valid holds seen colour-shape "
+        "pairs, test held-out ones.",
+        "",
+        "| decoder | split | decoding | BLEU-1 | BLEU-2 | BLEU-3 | BLEU-4 | CIDEr-D | true |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for decoder, one in res["decoders"].items():
+        for split in ("valid", "test"):
+            for kind in ("greedy", "beam"):
+                s = one["scores"][split][kind]
+                true = f"{s['true']:.2f}" if "true" in s else "-"
+                lines.append(
+                    f"| {decoder} | {split} | {kind} | "
+                    + " | ".join(f"{100 * s[f'bleu{n}']:.1f}" for n in range(1, 5))
+                    + f" | {100 * s['cider_d']:.1f} | {true} |"
+                )
+    lines += ["", "Published BLEU-4, for context only (COCO, ImageNet-pretrained encoders):"]
+    lines += [f"{p['what']}: {p['bleu4']}." for p in res["published_bleu4"].values()]
+    lines.append("")
+    if (workdir / "learning_curves.png").exists():
+        lines.append(f"![learning curves]({rel(workdir / 'learning_curves.png')})")
+    for decoder in res["decoders"]:
+        for fig in [
+            workdir / decoder / "samples.png",
+            *sorted((workdir / decoder).glob("att*.png")),
+        ]:
+            if fig.exists():
+                lines.append(f"![{decoder} {fig.stem}]({rel(fig)})")
+    return "\n".join(lines) + "\n"
+
+
+def demo(workdir: str) -> None:
+    """The demo for experiments.reproduce: the ":demo" config, all three decoders."""
+    from experiments.configs import caption as configs
+
+    run(configs.get_config("demo"), workdir)
+
+
+# --- --mode=caption ------------------------------------------------------------------------------
+
+
+def caption(config, workdir: str, paths: list[str], out=None) -> list[str]:
+    """Captions image files with ``config.caption_decoder``'s latest checkpoint in workdir and
+    prints "PATH: caption" lines; the model's config and vocabulary come from its run dir."""
+    out = out or sys.stdout
+    if not paths:
+        raise _cli.UsageError("--mode=caption: name image files after the flags (a.png b.png)")
+    decoder = config.caption_decoder
+    run_dir = Path(workdir) / decoder
+    if not (run_dir / "vocab.json").exists() or not (run_dir / "config.json").exists():
+        raise _cli.UsageError(
+            f"--workdir={workdir}: no trained {decoder!r} model in it (train first, or set "
+            "--config.caption_decoder)"
+        )
+    saved = json.loads((run_dir / "config.json").read_text())
+    model_config = ml_collections.ConfigDict({k: v for k, v in saved.items() if k != "decoder"})
+    _, cell, encoder = setup(model_config, parallel.make_mesh())
+    words = json.loads((run_dir / "vocab.json").read_text())["words"]
+    vocab = scenes.Vocab(words[len(scenes.Vocab.SPECIALS) :])
+    spec = make_spec(model_config, encoder, cell, decoder, len(vocab))
+    size = model_config.image_size
+    try:
+        images = caption_files.load_images(
+            paths, size, resize=config.resize_images, convert=config.convert_images
+        )
+    except caption_files.ImageError as e:
+        message = "; ".join(line.strip() for line in str(e).splitlines())
+        hint = " (--config.resize_images=True resizes)" if "size" in message else ""
+        raise _cli.UsageError(f"--mode=caption: {message}{hint}") from None
+    source = tasks.Source(lambda: {"index": jnp.zeros((), jnp.int32)}, None)
+    init_state = _init_state(model_config, spec, source)
+    replicated = parallel.replicated(parallel.make_mesh())
+    checkpointer = Checkpointer(run_dir / "checkpoints")
+    try:
+        restored = checkpointer.restore(
+            loop.abstract_state(init_state, replicated), flatten_config(saved), RESUMABLE
+        )
+    finally:
+        checkpointer.close()
+    if restored is None:
+        raise _cli.UsageError(f"--workdir={workdir}: {run_dir} has no checkpoint yet")
+    model_config.eval_batch_size = min(len(paths), model_config.eval_batch_size)
+    captioner = make_captioner(spec, vocab, model_config, config.beam_size)
+    captions, _ = captioner(restored.state.params, _uint8(images))
+    for path, text in zip(paths, captions):
+        print(f"{path}: {text}", file=out)
+    return captions
+
+
+def main(argv: list[str] | None = None):
+    """The command line: ``_cli.main`` with the positional image paths given to caption mode."""
+    argv = list(sys.argv if argv is None else argv)
+    paths = [a for a in argv[1:] if not a.startswith("-")]
+    flags_only = [argv[0]] + [a for a in argv[1:] if a.startswith("-")]
+    if paths and "--mode=caption" not in flags_only:
+        _cli.fail(f"unexpected arguments {paths}: image files are for --mode=caption")
+    modes = {"train": run, "caption": lambda config, workdir: caption(config, workdir, paths)}
+    return _cli.main(modes, name="caption", argv=flags_only)
+
+
+if __name__ == "__main__":
+    main()
