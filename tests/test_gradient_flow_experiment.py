@@ -64,6 +64,13 @@ def test_tiny_run_measures_the_papers_claims(tmp_path, monkeypatch):
     assert json.loads((workdir / "config.json").read_text())["seq_len"] == 30
     for name in ("lag_curves.png", "rates.png", "wall.png", "cec.png"):
         assert (workdir / name).stat().st_size > 10_000
+    # Part 3 on its tiny grid (smart init, no clipping and clipping, one seed, 20 steps).
+    table = results["training"]["table"]
+    assert [(r["init"], r["method"]) for r in table] == [("smart", "none"), ("smart", "clip")]
+    assert claims[(3, "all clipped models", "norm clipping bounds every upd")] is True
+    assert (workdir / "success_vs_length.png").stat().st_size > 10_000
+    assert (workdir / "training" / "temporal_order_L10" / "checkpoints").is_dir()
+    assert "gradient_flow/success_vs_length.png" in gradient_flow.report(workdir)
     text = gradient_flow.report(workdir)
     assert "gradient_flow/lag_curves.png" in text and "gradient_flow/wall.png" in text
     assert "**agrees**" in text

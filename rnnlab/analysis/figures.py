@@ -4,6 +4,8 @@
     rates        fitted per-step rate against log(rho), with the theory
     wall         Pascanu (2013, fig. 6): the one-unit loss surface, its wall and GD trajectories
     cec          the LSTM's constant error carousel: dL/dc_t, the cell-state path alone, dL/dh_t
+    success_vs_length  Pascanu (2013, fig. 7): solved fraction against L per init x method
+    grad_norm_traces   ||dE/dtheta|| during training per init x method, spikes marked
 
 Every function takes plain numpy values and a path, writes one PNG and returns the path.
 """
@@ -183,4 +185,79 @@ def cec(path, lags, panels: dict, reference: dict | None = None) -> Path:
         fontsize=10,
         y=1.03,
     )
+    return _save(fig, path)
+
+
+_METHOD_STYLE = {"none": ("-", "o"), "clip": ("--", "s"), "clip_omega": (":", "^")}
+
+
+def success_vs_length(path, rows: list[dict]) -> Path:
+    """Solved fraction against length, one panel per task (Pascanu 2013, fig. 7).
+
+    Args:
+        rows: {"task", "seq_len", "init", "method", "solved", "seeds"} per grid cell (as
+            ``pascanu_training.success_table``). Colour: init; line and marker: method.
+    """
+    task_names = list(dict.fromkeys(r["task"] for r in rows))
+    fig, axes = _grid(len(task_names), ncols=2, size=5.0)
+    inits = list(dict.fromkeys(r["init"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    colors = dict(zip(inits, plt.cm.tab10(np.arange(len(inits))), strict=True))
+    for ax, task in zip(axes, task_names, strict=True):
+        lengths = sorted({r["seq_len"] for r in rows if r["task"] == task})
+        for j, (init, method) in enumerate((i, m) for i in inits for m in methods):
+            cell = {r["seq_len"]: r for r in rows if r["task"] == task and r["init"] == init
+                    and r["method"] == method}  # fmt: skip
+            x = np.array([L for L in lengths if L in cell], float)
+            y = [cell[L]["solved"] / cell[L]["seeds"] for L in x.astype(int)]
+            ls, marker = _METHOD_STYLE.get(method, ("-", "d"))
+            jitter = 1.0 + 0.012 * (j - (len(inits) * len(methods) - 1) / 2)  # overlaps visible
+            ax.plot(x * jitter, y, ls=ls, marker=marker, color=colors[init], lw=1.4, ms=6,
+                    label=f"{init}, {method}")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xticks(lengths, [str(L) for L in lengths])
+        ax.minorticks_off()
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_xlabel("sequence length L")
+        ax.set_ylabel("success rate (test error < 1%)")
+        ax.set_title(task)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=len(inits), loc="upper center", bbox_to_anchor=(0.5, -0.16))
+    fig.tight_layout()
+    fig.suptitle("Success rate against length (cf. Pascanu, Mikolov & Bengio 2013, fig. 7)",
+                 fontsize=10, y=1.02)  # fmt: skip
+    return _save(fig, path)
+
+
+def grad_norm_traces(path, panels: dict, title: str = "") -> Path:
+    """||dE/dtheta|| during training: one panel per init, one colour per method.
+
+    Args:
+        panels: panel label -> {method -> trace}, a trace as ``pascanu_training.traces`` gives
+            it: "steps", "grad_norm_max", "grad_norm_median" (per chunk) and "spikes"
+            [(step, ratio)], marked at the chunk maximum of the step's chunk.
+    """
+    fig, axes = _grid(len(panels), ncols=len(panels), size=4.2)
+    colors = {"none": "C3", "clip": "C0", "clip_omega": "C2"}
+    for ax, (label, by_method) in zip(axes, panels.items(), strict=True):
+        for method, t in by_method.items():
+            steps = np.asarray(t["steps"], float)
+            if steps.size == 0:
+                continue
+            c = colors.get(method, "k")
+            ax.semilogy(steps, t["grad_norm_max"], color=c, lw=1.0, label=f"{method}: chunk max")
+            ax.semilogy(steps, t["grad_norm_median"], color=c, lw=0.8, ls=":", alpha=0.8)
+            for s, ratio in t["spikes"]:
+                i = min(int(np.searchsorted(steps, s)), steps.size - 1)
+                ax.plot(s, t["grad_norm_max"][i], "x", color=c, ms=7, mew=1.6)
+                if ratio > 50:
+                    ax.annotate(f"{ratio:.0f}x", (s, t["grad_norm_max"][i]), fontsize=6, color=c)
+        ax.set_title(label)
+        ax.set_xlabel("SGD step")
+        ax.set_ylabel("||dE/dtheta|| per chunk (solid: max, dotted: median)", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.suptitle(title or "Gradient norm during training; x: spike (> 10x running median)",
+                 fontsize=10, y=1.03)  # fmt: skip
     return _save(fig, path)
