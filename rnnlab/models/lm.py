@@ -198,6 +198,32 @@ def _eval_bits(spec: LMSpec, params: dict, inputs, targets, mask):
 _eval_bits_jit = jax.jit(_eval_bits, static_argnums=0)
 
 
+def _check_text(tokens) -> np.ndarray:
+    tokens = np.asarray(tokens)
+    if tokens.ndim != 1 or tokens.shape[0] < 2 or not np.issubdtype(tokens.dtype, np.integer):
+        raise ValueError(
+            f"tokens: expected [N] ints with N >= 2, got {tokens.dtype} {tokens.shape}"
+        )
+    return tokens
+
+
+def _chunks(tokens: np.ndarray, chunk: int, num_streams: int):
+    """(inputs, targets, mask), each [N_chunks, S, k], of the N - 1 predictions of ``tokens``."""
+    M = tokens.shape[0] - 1  # characters predicted
+    S = max(1, min(int(num_streams), M))
+    per_stream = -(-M // S)
+    L = -(-per_stream // chunk) * chunk  # stream length padded to whole chunks
+    pad = S * L - M
+
+    def cut(a):  # [M] -> [N_chunks, S, k]
+        a = np.concatenate([a, np.zeros(pad, a.dtype)]).reshape(S, L)
+        return a.reshape(S, L // chunk, chunk).transpose(1, 0, 2)
+
+    # Pad each stream's tail, never its head, so every stream's state starts from zero.
+    inputs, targets = cut(tokens[:-1].astype(np.int32)), cut(tokens[1:].astype(np.int32))
+    return inputs, targets, cut(np.ones(M, np.float32))
+
+
 def bits_per_char(
     spec: LMSpec, params: dict, tokens, *, chunk: int = 256, num_streams: int = 1
 ) -> float:
@@ -219,26 +245,33 @@ def bits_per_char(
         bits per character (a host float: this syncs).
     """
     check_spec(spec)
-    tokens = np.asarray(tokens)
-    if tokens.ndim != 1 or tokens.shape[0] < 2 or not np.issubdtype(tokens.dtype, np.integer):
-        raise ValueError(
-            f"tokens: expected [N] ints with N >= 2, got {tokens.dtype} {tokens.shape}"
-        )
-    M = tokens.shape[0] - 1  # characters predicted
-    S = max(1, min(int(num_streams), M))
-    per_stream = -(-M // S)
-    L = -(-per_stream // chunk) * chunk  # stream length padded to whole chunks
-    pad = S * L - M
-
-    def cut(a):  # [M] -> [N_chunks, S, k]
-        a = np.concatenate([a, np.zeros(pad, a.dtype)]).reshape(S, L)
-        return a.reshape(S, L // chunk, chunk).transpose(1, 0, 2)
-
-    # Pad each stream's tail, never its head, so every stream's state starts from zero.
-    inputs, targets = cut(tokens[:-1].astype(np.int32)), cut(tokens[1:].astype(np.int32))
-    mask = cut(np.ones(M, np.float32))
+    inputs, targets, mask = _chunks(_check_text(tokens), chunk, num_streams)
     bits, count = _eval_bits_jit(spec, params, inputs, targets, mask)
     return float(bits) / float(count)  # host sync
+
+
+def bits_per_char_fn(spec: LMSpec, tokens, *, chunk: int = 256, num_streams: int = 1):
+    """``bits_per_char`` of one fixed text as a traceable function of the params.
+
+    For evaluation inside a compiled function (e.g. a training loop's jitted ``evaluate``): the
+    text is cut once, here, and becomes a constant of the computation.
+
+    Args:
+        spec: the model.
+        tokens: [N] int ids, N >= 2.
+        chunk, num_streams: as for ``bits_per_char``.
+
+    Returns:
+        fn(params) -> bits per character, a float32 [] array (no host sync).
+    """
+    check_spec(spec)
+    inputs, targets, mask = _chunks(_check_text(tokens), chunk, num_streams)
+
+    def fn(params):
+        bits, count = _eval_bits(spec, params, inputs, targets, mask)
+        return bits / count
+
+    return fn
 
 
 # --- sampling --------------------------------------------------------------------------------

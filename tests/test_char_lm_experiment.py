@@ -1,0 +1,140 @@
+"""experiments.char_lm on ":tiny": every output, a real outcome, exact resume, sampling, errors."""
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from experiments import _cli, char_lm
+from experiments.configs import char_lm as configs
+from rnnlab.data import text
+from rnnlab.models import lm
+from rnnlab.train import loop, writers
+from rnnlab.train.state import to_host
+
+# A highly repetitive Python-like corpus: an LSTM gets far below its unigram entropy quickly.
+CORPUS = "".join(f'def f{i % 5}(x):\n    return "ab" + x  # c{i % 3}\n' for i in range(300))
+MODES = {"train": char_lm.run, "sample": char_lm.sample}
+
+
+def tiny_config(corpus_path, steps=40):
+    config = configs.get_config("tiny")
+    config.corpus, config.steps, config.max_chars = str(corpus_path), steps, 0
+    config.vis_units = "3"
+    return config
+
+
+def final_state(workdir):
+    """The newest checkpoint's step and state leaves as bytes, read by orbax without a target."""
+    mgr = ocp.CheckpointManager(workdir / "checkpoints", item_names=("state", "meta"))
+    step = mgr.latest_step()
+    restored = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    mgr.close()
+    leaves = [np.asarray(x).tobytes() for x in jax.tree.leaves(to_host(restored.state))]
+    return step, restored.state, leaves
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("char_lm")
+    (root / "corpus.py").write_text(CORPUS)
+    workdir = root / "straight"
+    results = char_lm.run(tiny_config(root / "corpus.py"), str(workdir))
+    return root, workdir, results
+
+
+def test_tiny_run_beats_the_unigram_baseline_and_writes_every_output(tiny_run):
+    root, workdir, results = tiny_run
+    assert results["bpc"]["valid"] < 0.75 * results["unigram_bpc"]["valid"], results
+    assert results["bpc"]["test"] < 0.75 * results["unigram_bpc"]["test"], results
+    for name in ("config.json", "vocab.json", "metrics.jsonl", "learning_curve.png", "units.html"):
+        assert (workdir / name).exists(), name
+    records = writers.read_metrics(workdir)
+    assert [r["step"] for r in records] == [10, 20, 30, 40]
+    assert all("eval_bpc" in r and "bpc" in r for r in records)
+    samples = (workdir / "samples.txt").read_text()
+    assert [f"=== step {s} " in samples for s in (20, 40)] == [True, True], samples
+    assert all(s["text"].startswith("def ") for s in char_lm.read_samples(workdir))
+    page = (workdir / "units.html").read_text()
+    assert page.count("<span style=") >= 200 and "unit 3 (tanh(c))" in page
+    units = {u["unit"]: u for u in results["units"]}
+    assert 3 in units and all((workdir / u["png"]).exists() for u in units.values())
+    assert {u["feature"] for u in units.values()} <= set(
+        ["in_quote", "in_comment", "bracket_depth", "line_position"]
+    )
+    assert text.CharVocab.load(workdir / "vocab.json").size == results["vocab_size"]
+    section = char_lm.report(str(workdir))
+    assert "| valid |" in section and f"![unit {results['units'][0]['unit']}](" in section
+    assert "Step 20 (temperature" in section and "Step 40 (temperature" in section
+
+
+def test_a_run_killed_mid_segment_resumes_exactly_carried_state_included(tiny_run, monkeypatch):
+    root, straight, results = tiny_run
+    killed = root / "killed"
+    config = tiny_config(root / "corpus.py")
+    config.checkpoint_every = 10  # resumable: checkpoints at 10, 20, 30, then the kill
+
+    def log_then_die(writer, step, scalars, models):
+        write(writer, step, scalars, models)
+        if step == 40:  # after logging step 40, before checkpointing it: resume from 30
+            raise KeyboardInterrupt("killed")
+
+    write = loop._write
+    monkeypatch.setattr(loop, "_write", log_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        char_lm.run(config, str(killed))
+    monkeypatch.setattr(loop, "_write", write)
+    assert [r["step"] for r in writers.read_metrics(killed)] == [10, 20, 30, 40]
+    resumed = char_lm.run(config, str(killed))
+
+    assert (killed / "metrics.jsonl").read_bytes() == (straight / "metrics.jsonl").read_bytes()
+    assert resumed["params_sha256"] == results["params_sha256"]
+    assert resumed["bpc"] == results["bpc"]
+    step_a, state_a, leaves_a = final_state(straight)
+    step_b, _, leaves_b = final_state(killed)
+    assert step_a == step_b == 40 and leaves_a == leaves_b  # params, opt_state, key, data_state
+    carried = np.asarray(state_a["data_state"]["carries"][0][1])  # the LSTM's c, [B, H]
+    assert carried.shape == (8, 32) and np.abs(carried).max() > 0.1
+    assert (killed / "samples.txt").read_text() == (straight / "samples.txt").read_text()
+
+
+def test_sample_mode_prints_text_from_the_latest_checkpoint(tiny_run, capsys):
+    _, workdir, _ = tiny_run
+    argv = ["char_lm", f"--workdir={workdir}", "--mode=sample", "--config.sample_length=50"]
+    first = _cli.main(MODES, name="char_lm", argv=argv + ["--config.top_k=5"])
+    printed = capsys.readouterr().out
+    assert first in printed and first.startswith("def ") and len(first) == 4 + 50
+    assert set(first) <= set(CORPUS)
+    again = _cli.main(MODES, name="char_lm", argv=argv + ["--config.top_k=5"])
+    assert again == first  # the seed fixes the draw
+    with pytest.raises(SystemExit) as exit_info:
+        _cli.main(MODES, name="char_lm", argv=argv + ["--config.prime=Z"])
+    assert exit_info.value.code == 2
+    assert (
+        "--config.prime='Z': characters ['Z'] are not in the vocabulary" in capsys.readouterr().err
+    )
+
+
+def test_a_missing_or_non_utf8_corpus_is_a_one_line_error_before_anything_runs(tmp_path, capsys):
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\xe9 au lait".encode("latin-1"))
+    for corpus, expected in (
+        (tmp_path / "nope.txt", "no such file or directory"),
+        (bad, "not UTF-8 at byte offset 3"),
+    ):
+        argv = ["char_lm", f"--workdir={tmp_path / 'run'}", f"--config.corpus={corpus}"]
+        with pytest.raises(SystemExit) as exit_info:
+            _cli.main(MODES, name="char_lm", argv=argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: --config.corpus=") and expected in err and "\n" not in err
+    assert list((tmp_path / "run").iterdir()) == []
+
+
+def test_bits_per_char_fn_inside_jit_equals_bits_per_char():
+    spec = lm.make_spec("lstm", vocab_size=7, hidden_size=8)
+    params = lm.init(jax.random.key(0), spec)
+    tokens = np.arange(300) * 5 % 7
+    fn = lm.bits_per_char_fn(spec, tokens, chunk=16, num_streams=3)
+    expected = lm.bits_per_char(spec, params, tokens, chunk=16, num_streams=3)
+    np.testing.assert_allclose(float(jax.jit(fn)(params)), expected, rtol=1e-6)
