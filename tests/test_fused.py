@@ -14,7 +14,8 @@ import pytest
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
-from rnnlab import recurrent
+import rnnlab
+from rnnlab import cells, recurrent
 from rnnlab.cells import gru, lstm, rnn
 
 FUSED = {
@@ -219,3 +220,15 @@ def test_fused_scan_runs_inside_shard_map_with_check_vma(name):
         check_vma=True,
     )
     assert_trees_close(jax.jit(run)(params, xs, lengths), jax.grad(local_loss)(params, xs, lengths))
+
+
+def test_plain_cell_allows_forward_mode_and_agrees():
+    cell = cells.get("lstm")
+    params = cell.init(jax.random.key(0), 3, 4)
+    xs = jax.random.normal(jax.random.key(1), (2, 5, 3))
+    run = lambda c: lambda x: rnnlab.unroll(c, params, x)[1]  # noqa: E731
+    forward = jax.jacfwd(run(cell.plain()))(xs)
+    reverse = jax.jacrev(run(cell))(xs)
+    np.testing.assert_allclose(forward, reverse, rtol=1e-5, atol=1e-6)
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.jacfwd(run(cell))(xs)

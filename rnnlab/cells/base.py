@@ -49,6 +49,15 @@ class Cell(NamedTuple):
     def replace(self, **changes) -> Cell:
         return self._replace(**changes)
 
+    def plain(self) -> Cell:
+        """The same cell without its fast path: runners scan ``apply`` with plain autodiff.
+
+        The fast path (``project``'s and ``scan``'s hand-written backward passes) is reverse-mode
+        only; use this for forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``) through a runner.
+        Values and gradients are the same.
+        """
+        return self._replace(project=None, step=None, scan=None)
+
     def hidden_size_of(self, params: Params) -> int:
         """The hidden size for ``initial_carry``: the cell's own rule, else ``params["w_h"]``."""
         if self.hidden_size is not None:

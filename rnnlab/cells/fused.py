@@ -394,3 +394,36 @@ _RNN_SCANS = {name: _make_rnn(name) for name in _DERIVATIVE_FROM_OUTPUT}
 def rnn_scan(activation_fn: str) -> Callable | None:
     """The fused scan of ``rnn(activation_fn=...)``, or None for an activation it lacks."""
     return _RNN_SCANS.get(activation_fn)
+
+
+# --- the input projection --------------------------------------------------------------------
+
+
+@jax.custom_vjp
+def _dense(xs, w, b):
+    return xs @ w + b
+
+
+def _dense_fwd(xs, w, b):
+    return xs @ w + b, (xs, w)
+
+
+def _dense_bwd(res, g):
+    xs, w = res
+    dw = _gemm_tb(xs, g)  # [D, G], one GEMM with xs^T materialised (see _gemm_tb)
+    db = g.reshape(-1, g.shape[-1]).sum(0)
+    return g @ w.T, dw, db
+
+
+_dense.defvjp(_dense_fwd, _dense_bwd)
+
+
+def dense(xs: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
+    """xs @ w + b over any leading axes ([..., D] -> [..., G]), the built-in cells' ``project``.
+
+    The forward is the plain GEMM; the backward computes dW = X^T dZ through ``_gemm_tb``, which
+    avoids XLA CPU's slow path for a dot contracting the leading axis (autodiff of ``xs @ w``
+    emits exactly that dot).
+    """
+    xs, w, b = _uniform_vma(xs, w, b)
+    return _dense(xs, w, b)

@@ -41,7 +41,7 @@ def gru(*, reset_after: bool = False) -> Cell:
         return zeros_carry(batch_size, hidden_size)
 
     def project(params, xs):
-        return xs @ params["w_x"] + params["b"]  # [..., 3H]
+        return fused.dense(xs, params["w_x"], params["b"])  # [..., 3H]
 
     def step(params, h, z):
         H = h.shape[-1]
@@ -60,7 +60,8 @@ def gru(*, reset_after: bool = False) -> Cell:
         return h, h
 
     def apply(params, carry, x):
-        return step(params, carry, project(params, x))
+        # The plain projection (not fused.dense), so forward-mode autodiff works on one step.
+        return step(params, carry, x @ params["w_x"] + params["b"])
 
     return Cell(
         init,

@@ -96,14 +96,15 @@ def rnn(
         return zeros_carry(batch_size, hidden_size)
 
     def project(params, xs):
-        return xs @ params["w_x"] + params["b"]  # [..., H]
+        return fused.dense(xs, params["w_x"], params["b"])  # [..., H]
 
     def step(params, h, z):
         h = phi(z + h @ params["w_h"])
         return h, h
 
     def apply(params, carry, x):
-        return step(params, carry, project(params, x))
+        # The plain projection (not fused.dense), so forward-mode autodiff works on one step.
+        return step(params, carry, x @ params["w_x"] + params["b"])
 
     return Cell(
         init,
