@@ -19,7 +19,7 @@ from absl import logging
 from experiments import _cli
 from rnnlab.train import writers
 
-STUDIES = ["long_memory", "gradient_flow", "forget_bias", "char_lm", "caption"]
+STUDIES = ["long_memory", "gradient_flow", "translate", "forget_bias", "char_lm", "caption"]
 
 
 def run(config, workdir: str) -> dict:

@@ -1,0 +1,560 @@
+"""Translation: encoder-decoders with and without attention on SCAN, a TSV pairs file or TFDS.
+
+    python -m experiments.translate --workdir=DIR [--config.dataset=scan:length|tsv:PATH|...]
+    echo "walk twice" | python -m experiments.translate --workdir=DIR --mode=translate
+
+Each kind in ``config.attention`` trains one model (Sutskever et al. 2014 / Cho et al. 2014
+without attention; Bahdanau et al. 2015; Luong et al. 2015) into DIR/<kind>/ (config.json,
+metrics.jsonl, checkpoints/, vocab.json, results.json). Then, in DIR: results.json (exact match
+and sacrebleu corpus BLEU on the test split, greedy and beam, overall and by length, beside the
+published numbers), attention_<kind>.png (Bahdanau's figure 3: source along x, output along y),
+by_length.png (figure 2: BLEU and exact match against length, attention vs none),
+learning_curves.png and report.md. The length axis is the reference length in actions for SCAN
+(commands have 1 to 9 words, outputs 1 to 48 actions) and the source length in tokens otherwise.
+See experiments/configs/translate.py.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+import rnnlab
+from experiments import _cli
+from rnnlab.data import device_source, scan, synthetic_pairs
+from rnnlab.data import pairs as pairs_lib
+from rnnlab.models import seq2seq as s2s
+from rnnlab.train import checkpoint, loop, parallel, state, step, writers
+
+DATASETS = ("scan:SPLIT", "synthetic", "tsv:PATH", "tfds:NAME")
+# Fields that may change when resuming: they change neither the model nor its training data.
+RESUMABLE = (
+    "steps", "log_every", "checkpoint_every", "max_to_keep", "on_nonfinite", "eval_batch_size",
+    "quick_eval_pairs", "beam_size", "alpha", "max_decode_length", "bleu_tokenize",
+    "num_heatmaps", "max_test_pairs", "test_split",
+)  # fmt: skip
+PUBLISHED = {  # Lake & Baroni 2018, exact match on test: (best model, overall-best model)
+    "scan:simple": "99.8% best / 99.7% overall-best model",
+    "scan:length": "20.8% best (GRU with attention) / 13.8% overall-best",
+    "scan:addprim_jump": "1.2% best / 0.08% overall-best",
+    "scan:addprim_turn_left": "90.3% best",
+}
+CONTEXT = (
+    "Sutskever et al. 2014 (WMT14 en-fr): reversing the source took BLEU from 25.9 to 30.6. "
+    "Bahdanau et al. 2015 (WMT14 en-fr, all sentences): RNNencdec-50 17.82 vs RNNsearch-50 "
+    "26.75 BLEU; the encoder-decoder's BLEU collapses with sentence length, attention's does "
+    "not (their figure 2)."
+)
+
+
+class Data(NamedTuple):
+    """Tokenised splits ({"train"|"test": [(src_tokens, tgt_tokens)]}) and what reads them."""
+
+    splits: dict
+    source_vocab: pairs_lib.Vocab
+    target_vocab: pairs_lib.Vocab
+    tokenizer: pairs_lib.Tokenizer
+    pretokenized: bool  # SCAN and synthetic: space-separated, BLEU with tokenize="none"
+
+
+# --- setup and data ----------------------------------------------------------------------------
+
+
+def setup(config, mesh) -> tuple[rnnlab.cells.Cell, list[str]]:
+    """Checks every value; returns the cell and the attention kinds, before any compiling."""
+    c = config
+    for field in ("steps", "batch_size", "log_every", "checkpoint_every", "eval_batch_size",
+                  "hidden_size", "embed_size", "attention_size", "num_layers", "max_to_keep",
+                  "beam_size", "num_buckets", "min_count", "quick_eval_pairs"):  # fmt: skip
+        value = c[field]
+        _cli.check(isinstance(value, int) and value >= 1, field, value, "must be a positive int")
+    for field in ("max_length", "max_train_pairs", "max_test_pairs", "max_decode_length",
+                  "num_heatmaps"):  # fmt: skip
+        _cli.check(isinstance(c[field], int) and c[field] >= 0, field, c[field], "must be >= 0")
+    n = mesh.devices.size
+    _cli.check(c.batch_size % n == 0, "batch_size", c.batch_size, f"not divisible by {n} devices")
+    for field, known in (("optimizer", step.OPTIMIZERS), ("schedule", step.SCHEDULES),
+                         ("on_nonfinite", loop.ON_NONFINITE),
+                         ("tokenizer", pairs_lib.TOKENIZERS)):  # fmt: skip
+        _cli.check(c[field] in known, field, c[field], f"expected one of {sorted(known)}")
+    _cli.check(c.learning_rate > 0, "learning_rate", c.learning_rate, "must be positive")
+    _cli.check(0 < c.teacher_forcing <= 1, "teacher_forcing", c.teacher_forcing, "in (0, 1]")
+    _cli.check(0 <= c.label_smoothing < 1, "label_smoothing", c.label_smoothing, "in [0, 1)")
+    kinds = [k.strip() for k in c.attention.split(",") if k.strip()]
+    _cli.check(bool(kinds), "attention", c.attention, f"name one of {list(s2s.ATTENTIONS)}")
+    for k in kinds:
+        hint = _cli.suggest(k, s2s.ATTENTIONS)
+        _cli.check(k in s2s.ATTENTIONS, "attention", c.attention,
+                   f"unknown kind {k!r}{hint}; known: {list(s2s.ATTENTIONS)}")  # fmt: skip
+        _cli.check(not (k == "luong_dot" and c.bidirectional), "attention", c.attention,
+                   "luong_dot needs a unidirectional encoder; use luong_general")  # fmt: skip
+    try:
+        cell = rnnlab.cells.get(c.cell)
+    except (ValueError, TypeError) as e:
+        raise _cli.UsageError(f"--config.cell={c.cell!r}: {e}") from None
+    return cell, kinds
+
+
+def _raw_pairs(config) -> tuple[dict, bool]:
+    """{"train", "test"}: (source, target) strings, from config.dataset; and pretokenized."""
+    kind, _, arg = config.dataset.partition(":")
+    bad = lambda why: _cli.UsageError(f"--config.dataset={config.dataset!r}: {why}")  # noqa: E731
+    if kind == "scan":
+        if arg not in scan.SPLITS:
+            raise bad(f"unknown SCAN split{_cli.suggest(arg, scan.SPLITS)}; known: {scan.SPLITS}")
+        return scan.split(arg, seed=config.seed), True
+    if kind == "synthetic":
+        train = synthetic_pairs.generate(config.synthetic_pairs, seed=config.seed)
+        test = synthetic_pairs.generate(2000, seed=config.seed, stream=1)
+        return {"train": train, "test": test}, True
+    if kind == "tsv":
+        if not Path(arg).is_file():
+            raise bad("no such file")
+        try:
+            read = pairs_lib.read_tsv(arg, lowercase=config.lowercase)
+        except pairs_lib.MalformedLineError as e:
+            raise bad(f"malformed line {e}") from None
+        parts = pairs_lib.split_pairs(read.pairs, seed=config.seed)
+        return {"train": parts["train"], "test": parts["test"]}, False
+    if kind == "tfds":
+        from rnnlab.data import tfds_source
+
+        n, data_dir = config.max_train_pairs, config.tfds_data_dir or None
+        try:
+            train = tfds_source.open_pairs(arg, f"train[:{n}]" if n else "train", data_dir=data_dir)
+            test = tfds_source.open_pairs(arg, config.test_split, data_dir=data_dir)
+        except (FileNotFoundError, ValueError) as e:
+            raise bad(_cli._one_line(e)) from None
+        norm = lambda p: tuple(pairs_lib.normalize(s, lowercase=config.lowercase) for s in p)  # noqa: E731
+        return {"train": [norm(p) for p in train], "test": [norm(p) for p in test]}, False
+    close = difflib.get_close_matches(kind, [d.split(":")[0] for d in DATASETS], n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise bad(f"unknown kind{hint}; expected one of {', '.join(DATASETS)}")
+
+
+def load_data(config) -> Data:
+    """Reads, tokenises, filters by length and builds the vocabularies on train."""
+    raw, pretokenized = _raw_pairs(config)
+    tok = pairs_lib.get_tokenizer("space" if pretokenized else config.tokenizer)
+    limit = {"train": config.max_train_pairs, "test": config.max_test_pairs}
+    splits = {}
+    for name, pairs in raw.items():
+        pairs = [(tok.tokenize(s), tok.tokenize(t)) for s, t in pairs]
+        if config.max_length:
+            pairs = [p for p in pairs if max(map(len, p)) <= config.max_length]
+        splits[name] = pairs[: limit[name] or None]
+        _cli.check(bool(splits[name]), "dataset", config.dataset, f"no {name} pairs left")
+    src_vocab = pairs_lib.Vocab.build((s for s, _ in splits["train"]), min_count=config.min_count)
+    tgt_vocab = pairs_lib.Vocab.build((t for _, t in splits["train"]), min_count=config.min_count)
+    return Data(splits, src_vocab, tgt_vocab, tok, pretokenized)
+
+
+def encode(data: Data, name: str) -> list[tuple[list[int], list[int]]]:
+    """Sources end in <eos>; targets are framed <bos> ... <eos>."""
+    return [
+        (data.source_vocab.encode(s), data.target_vocab.encode(t, add_bos=True))
+        for s, t in data.splits[name]
+    ]
+
+
+def make_spec(config, cell, attention: str, source_vocab: int, target_vocab: int):
+    return s2s.Seq2Seq(
+        cell, source_vocab, target_vocab, config.embed_size, config.hidden_size,
+        config.num_layers, config.num_layers, config.bidirectional, attention,
+        config.attention_size, config.reverse_source,
+    )  # fmt: skip
+
+
+def max_decode_length(config, data: Data) -> int:
+    longest = max(len(t) for part in data.splits.values() for _, t in part)
+    return config.max_decode_length or longest + 10  # + 1 for <eos>, the rest as slack
+
+
+# --- one model ---------------------------------------------------------------------------------
+
+
+def _init_state(config, spec, source, keys):
+    lr = step.schedule(config.schedule, config.learning_rate, config.steps, config.warmup_steps)
+    tx = step.optimizer(config.optimizer, lr)
+    return tx, lr, lambda: state.create(s2s.init(keys[0], spec), tx, keys[1], source.init())
+
+
+_DECODERS: dict = {}  # one jitted decoder per model and setting, so repeated runs reuse it
+
+
+def make_decoder(cell_name: str, spec, max_len: int, beam_size: int = 1, alpha: float = 0.0):
+    """Jitted (params, src [B, S], src_lengths [B]) -> Decoded; compiles once per shape.
+
+    Cached by ``cell_name`` and the rest of the spec (``cells.get`` builds a new Cell, with new
+    functions, on every call, though the name fixes what they compute).
+    """
+    key = (cell_name, spec._replace(cell=None), max_len, beam_size, alpha)
+    if key not in _DECODERS:
+        kw = dict(bos_id=pairs_lib.BOS_ID, eos_id=pairs_lib.EOS_ID, max_len=max_len)
+        _DECODERS[key] = jax.jit(
+            lambda p, src, lengths: s2s.decode(
+                spec, p, src, lengths, beam_size=beam_size, alpha=alpha, **kw
+            )
+        )
+    return _DECODERS[key]
+
+
+def train_one(config, workdir: Path, data: Data, cell, attention: str) -> dict:
+    """Trains one model into ``workdir``, evaluates it on the test split; returns its results."""
+    mesh = parallel.make_mesh()
+    config = config.copy_and_resolve_references()
+    config.attention = attention  # this run's kind (the checkpoint's config records it)
+    spec = make_spec(config, cell, attention, len(data.source_vocab), len(data.target_vocab))
+    max_len = max_decode_length(config, data)
+    train = encode(data, "train")
+    boundaries = device_source.quantile_boundaries(train, config.num_buckets)
+    keys = jax.random.split(jax.random.key(config.seed), 3)  # init, train, data
+    source = device_source.make(train, config.batch_size, key=keys[2], boundaries=boundaries)
+
+    def loss_at_width(params, batch, key):
+        tgt_in, tgt_out = batch["target"][:, :-1], batch["target"][:, 1:]  # [B, T_b - 1]
+        logits, _ = s2s.teacher_forced(
+            spec, params, batch["source"], batch["source_lengths"], tgt_in,
+            key=key, teacher_forcing=config.teacher_forcing,
+        )  # fmt: skip
+        out_lengths = batch["target_lengths"] - 1
+        loss, count = s2s.token_loss(logits, tgt_out, out_lengths, config.label_smoothing)
+        mask = rnnlab.mask_from_lengths(out_lengths, tgt_out.shape[1])
+        correct = jnp.sum((jnp.argmax(logits, -1) == tgt_out) & mask)
+        return loss, {"token_accuracy": correct / count}
+
+    loss_fn = device_source.by_bucket(loss_at_width, source.widths)
+    quick = _quick_eval(config, spec, data, max_len)
+    tx, lr, init_state = _init_state(config, spec, source, keys)
+    train_step = step.make_step(
+        loss_fn, tx, source.next, grad_fn=parallel.data_parallel_grad(loss_fn, mesh),
+        clip_norm=config.clip_norm, learning_rate=lr,
+    )  # fmt: skip
+    meta = vocab_meta(config, data, max_len, source)
+    if jax.process_index() == 0 and not (workdir / "vocab.json").exists():
+        # Written before training so a preempted run can translate; rewritten only after
+        # loop.train has checked the checkpoints' config, so a refused run leaves it as it was.
+        workdir.mkdir(parents=True, exist_ok=True)
+        writers.write_json(workdir / "vocab.json", meta)
+    final = loop.train(
+        workdir=workdir, init_state=init_state, train_step=train_step, steps=config.steps,
+        log_every=config.log_every, checkpoint_every=config.checkpoint_every, config=config,
+        resumable=RESUMABLE, evaluate=lambda s: quick(s.params), max_to_keep=config.max_to_keep,
+        on_nonfinite=config.on_nonfinite, mesh=mesh,
+    )  # fmt: skip
+    results = evaluate(config, spec, final.params, data, max_len)
+    results.update(attention=attention, steps=config.steps, buckets=list(boundaries),
+                   params_sha256=state.checksum(final.params))  # fmt: skip
+    if jax.process_index() == 0:
+        writers.write_json(workdir / "vocab.json", meta)
+        writers.write_json(workdir / "results.json", results)
+    return results
+
+
+def _quick_eval(config, spec, data: Data, max_len: int):
+    """params -> {"loss", "exact"} on a fixed sample of the test split, all on device."""
+    test = encode(data, "test")
+    rows = np.random.default_rng(config.seed).permutation(len(test))[: config.quick_eval_pairs]
+    src, src_len = device_source.pad([test[i][0] for i in rows])
+    tgt, tgt_len = device_source.pad([test[i][1] for i in rows], max_len + 1)
+    ref, out_len = tgt[:, 1:], tgt_len - 1  # [Q, L]: what decoding should emit, <eos> included
+
+    def quick(params):
+        logits, _ = s2s.teacher_forced(spec, params, src, src_len, tgt[:, :-1])
+        loss, _ = s2s.token_loss(logits, ref, out_len)
+        out = s2s.decode(spec, params, src, src_len, bos_id=pairs_lib.BOS_ID,
+                         eos_id=pairs_lib.EOS_ID, max_len=max_len)  # fmt: skip
+        mask = rnnlab.mask_from_lengths(out_len, max_len)
+        exact = jnp.all(jnp.where(mask, out.tokens == ref, True), axis=1)
+        return {"loss": loss, "exact": jnp.mean(exact.astype(jnp.float32))}
+
+    return quick
+
+
+def vocab_meta(config, data: Data, max_len: int, source) -> dict:
+    """What --mode=translate needs to read and write text: vocabularies, tokenizer, lengths."""
+    return {
+        "source": data.source_vocab.tokens,
+        "target": data.target_vocab.tokens,
+        "tokenizer": data.tokenizer.name,
+        "lowercase": bool(config.lowercase and not data.pretokenized),
+        "max_decode_length": max_len,
+        "max_source_length": max(len(s) + 1 for s, _ in data.splits["train"]),
+        "position_shapes": {k: v.shape for k, v in jax.eval_shape(source.init).items()},
+    }
+
+
+# --- evaluation --------------------------------------------------------------------------------
+
+
+def translate_batches(decoder, params, sources: list[list[int]], batch_size: int, width: int):
+    """Decodes encoded sources in fixed [batch_size, width] batches (the last padded by
+    repeating its first row); returns (tokens [N, L], attention weights [N, L, width])."""
+    tokens, weights = [], []
+    for start in range(0, len(sources), batch_size):
+        chunk = sources[start : start + batch_size]
+        chunk = chunk + [chunk[0]] * (batch_size - len(chunk))
+        src, src_len = device_source.pad(chunk, width)
+        out = decoder(params, src, src_len)
+        best = (lambda a: a[:, 0]) if out.tokens.ndim == 3 else (lambda a: a)  # beam: the best
+        tokens.append(np.asarray(best(out.tokens)))  # host sync
+        weights.append(np.asarray(best(out.extras)))
+    n = len(sources)
+    return np.concatenate(tokens)[:n], np.concatenate(weights)[:n]
+
+
+def length_bins(lengths: np.ndarray, num_bins: int = 8) -> list[tuple[int, int]]:
+    """Equal-width, integer bins (lo, hi inclusive) covering the lengths."""
+    lo, hi = int(lengths.min()), int(lengths.max())
+    width = max(1, -(-(hi - lo + 1) // num_bins))
+    return [(a, min(a + width - 1, hi)) for a in range(lo, hi + 1, width)]
+
+
+def score(hyps: list[list[str]], refs: list[list[str]], detok, tokenize: str) -> dict:
+    """Exact match (token lists equal) and sacrebleu corpus BLEU, both in percent."""
+    import sacrebleu
+
+    exact = float(np.mean([h == r for h, r in zip(hyps, refs)])) * 100
+    bleu = sacrebleu.corpus_bleu(
+        [detok(h) for h in hyps],
+        [[detok(r) for r in refs]],
+        tokenize=tokenize,  # refs: a list
+    )
+    return {"exact": exact, "bleu": float(bleu.score)}
+
+
+def evaluate(config, spec, params, data: Data, max_len: int) -> dict:
+    """Greedy and beam on the whole test split: overall, by length, and heatmap samples."""
+    test, vocab = encode(data, "test"), data.target_vocab
+    sources = [s for s, _ in test]
+    # The widest source of train and test, as --mode=translate pads: one compiled shape for both.
+    width = max(*map(len, sources), *(len(s) + 1 for s, _ in data.splits["train"]))
+    refs = [t for _, t in data.splits["test"]]
+    tokenize = config.bleu_tokenize
+    if tokenize == "auto":
+        tokenize = "none" if data.pretokenized else "13a"
+    detok = data.tokenizer.detokenize
+    axis = "target" if config.dataset.startswith("scan:") else "source"
+    lengths = np.array([len(t if axis == "target" else s) for s, t in data.splits["test"]])
+    results = {"dataset": config.dataset, "num_test": len(test), "length_axis": axis,
+               "bleu_tokenize": tokenize, "beam_size": config.beam_size}  # fmt: skip
+    for name, beam in (("greedy", 1), ("beam", config.beam_size)):
+        decoder = make_decoder(config.cell, spec, max_len, beam, config.alpha)
+        tokens, weights = translate_batches(decoder, params, sources, config.eval_batch_size, width)
+        hyps = [vocab.decode(row) for row in tokens]
+        results[name] = score(hyps, refs, detok, tokenize)
+        results[f"{name}_by_length"] = [
+            {"lo": lo, "hi": hi, "n": int(sel.sum())}
+            | score(
+                [hyps[i] for i in np.flatnonzero(sel)],
+                [refs[i] for i in np.flatnonzero(sel)],
+                detok,
+                tokenize,
+            )  # fmt: skip
+            for lo, hi in length_bins(lengths)
+            if (sel := (lengths >= lo) & (lengths <= hi)).any()
+        ]
+        if name == "greedy":
+            results["samples"] = _samples(config, data, hyps, weights, lengths)
+        logging.info("%s %s: %s", spec.attention, name, results[name])
+    return results
+
+
+def _samples(config, data: Data, hyps, weights, lengths) -> list[dict]:
+    """Test sentences at evenly spaced length quantiles, with their attention [out, src]."""
+    order = np.argsort(lengths, kind="stable")
+    picks = [
+        int(order[int(q * (len(order) - 1))]) for q in np.linspace(0.4, 1.0, config.num_heatmaps)
+    ]
+    out = []
+    for i in picks:
+        src, ref = data.splits["test"][i]
+        n_out, n_src = len(hyps[i]) + 1, len(src) + 1  # with <eos>
+        out.append({"source": src + ["<eos>"], "output": hyps[i] + ["<eos>"], "reference": ref,
+                    "weights": np.round(weights[i][:n_out, :n_src], 4).tolist()})  # fmt: skip
+    return out
+
+
+# --- the experiment ----------------------------------------------------------------------------
+
+
+def run(config, workdir: str) -> dict:
+    """Trains each attention kind into DIR/<kind>/; writes the comparison into DIR."""
+    workdir = Path(workdir)
+    cell, kinds = setup(config, parallel.make_mesh())
+    data = load_data(config)
+    logging.info(
+        "%s: %d train / %d test pairs, vocab %d -> %d", config.dataset, len(data.splits["train"]),
+        len(data.splits["test"]), len(data.source_vocab), len(data.target_vocab),
+    )  # fmt: skip
+    models = {k: train_one(config, workdir / k, data, cell, k) for k in kinds}
+    results = {
+        "dataset": config.dataset,
+        "num_test": len(data.splits["test"]),
+        "length_axis": next(iter(models.values()))["length_axis"],
+        "models": {
+            k: {f: r[f] for f in ("greedy", "beam", "steps", "greedy_by_length")}
+            for k, r in models.items()
+        },
+        "published": PUBLISHED.get(config.dataset, ""),
+        "context": CONTEXT,
+    }
+    if jax.process_index() == 0:
+        writers.write_json(workdir / "results.json", results)
+        plot(workdir, models)
+        writers.write_text_atomic(workdir / "report.md", report(str(workdir)))
+    return results | {"runs": models}
+
+
+def plot(workdir: Path, models: dict) -> None:
+    """attention_<kind>.png, by_length.png and learning_curves.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for kind, res in models.items():
+        if kind == "none" or not res["samples"]:
+            continue
+        samples = res["samples"]
+        fig, axes = plt.subplots(1, len(samples), figsize=(4.2 * len(samples), 5.5), dpi=100)
+        for ax, s in zip(np.atleast_1d(axes), samples):
+            ax.imshow(np.array(s["weights"]), cmap="gray", vmin=0, vmax=1, aspect="auto")
+            ax.set_xticks(range(len(s["source"])), s["source"], rotation=90, fontsize=7)
+            ax.set_yticks(range(len(s["output"])), s["output"], fontsize=6)
+            ax.xaxis.tick_top()
+        fig.suptitle(f"{kind} attention (source along x, output along y)", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(workdir / f"attention_{kind}.png")
+        plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
+    for kind, res in models.items():
+        rows = res["greedy_by_length"]
+        mid = [(r["lo"] + r["hi"]) / 2 for r in rows]
+        for ax, metric in zip(axes, ("bleu", "exact")):
+            ax.plot(mid, [r[metric] for r in rows], marker="o", label=kind)
+            ax.set_ylabel({"bleu": "BLEU (greedy)", "exact": "exact match % (greedy)"}[metric])
+    axis = next(iter(models.values()))["length_axis"]
+    for ax in axes:
+        ax.set_xlabel(f"{'reference' if axis == 'target' else 'source'} length (tokens)")
+        ax.legend(frameon=False)
+    fig.tight_layout()
+    fig.savefig(workdir / "by_length.png")
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
+    for kind in models:
+        records = writers.read_metrics(workdir / kind)
+        steps = [r["step"] for r in records]
+        axes[0].plot(steps, [r["loss"] for r in records], label=f"{kind} train", lw=1)
+        axes[0].plot(steps, [r["eval_loss"] for r in records], ls="--", label=f"{kind} test")
+        axes[1].plot(steps, [100 * r["eval_exact"] for r in records], label=kind)
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("token cross-entropy")
+    axes[1].set_ylabel("exact match % (test sample, greedy)")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.legend(frameon=False, fontsize=7)
+    fig.tight_layout()
+    fig.savefig(workdir / "learning_curves.png")
+    plt.close(fig)
+
+
+def report(workdir: str) -> str:
+    """The markdown section: ours beside the published numbers; figure paths relative to the
+    parent of ``workdir`` (as experiments.reproduce writes report.md there)."""
+    workdir = Path(workdir)
+    lines = ["## Translation: encoder-decoders with and without attention", ""]
+    path = workdir / "results.json"
+    if not path.exists():
+        return "\n".join(lines + ["(no results yet)", ""])
+    res = json.loads(path.read_text())
+    lines += [
+        f"Dataset `{res['dataset']}`: {res.get('num_test', '?')} test pairs, exact match and "
+        "sacrebleu corpus BLEU (%); by_length.png bins them by the "
+        f"{'reference (actions)' if res.get('length_axis') == 'target' else 'source'} length.",
+        "",
+        "| model | steps | exact (greedy) | exact (beam) | BLEU (greedy) | BLEU (beam) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind, m in res["models"].items():
+        g, b = m["greedy"], m["beam"]
+        lines.append(f"| {kind} | {m['steps']} | {g['exact']:.1f} | {b['exact']:.1f} | "
+                     f"{g['bleu']:.1f} | {b['bleu']:.1f} |")  # fmt: skip
+    lines += ["", f"Published: {res['published'] or '(no published figure for this data set)'}. "
+              f"{res['context']}", ""]  # fmt: skip
+    rel = lambda name: (workdir / name).relative_to(workdir.parent)  # noqa: E731
+    for name in ["by_length.png", "learning_curves.png", *sorted(
+            p.name for p in workdir.glob("attention_*.png"))]:  # fmt: skip
+        if (workdir / name).exists():
+            lines.append(f"![{name[:-4]}]({rel(name)})")
+    return "\n".join(lines) + "\n"
+
+
+def demo(workdir: str) -> None:
+    """The demo for experiments.reproduce: the ":demo" config (attention and none)."""
+    from experiments.configs import translate as configs
+
+    run(configs.get_config("demo"), workdir)
+
+
+# --- --mode=translate --------------------------------------------------------------------------
+
+
+def translate(config, workdir: str, lines=None, out=None) -> list[str]:
+    """Translates ``lines`` (default: stdin) with the first attention kind's latest checkpoint."""
+    cell, kinds = setup(config, parallel.make_mesh())
+    run_dir = Path(workdir) / kinds[0]
+    if not (run_dir / "vocab.json").exists():
+        raise _cli.UsageError(f"--workdir={workdir}: no trained {kinds[0]!r} model (train first)")
+    meta = json.loads((run_dir / "vocab.json").read_text())
+    src_vocab, tgt_vocab = pairs_lib.Vocab(meta["source"]), pairs_lib.Vocab(meta["target"])
+    tok = pairs_lib.get_tokenizer(meta["tokenizer"])
+    run_config = config.copy_and_resolve_references()
+    run_config.attention = kinds[0]
+    spec = make_spec(run_config, cell, kinds[0], len(src_vocab), len(tgt_vocab))
+    # Only the shapes matter: the checkpoint holds the data position (and the epoch's plan).
+    shapes = meta["position_shapes"]
+    position = lambda: {k: jnp.zeros(v, jnp.int32) for k, v in shapes.items()}  # noqa: E731
+    source = device_source.DeviceSource(position, None, (), 1, ())
+    keys = jax.random.split(jax.random.key(config.seed), 3)
+    _, _, init_state = _init_state(run_config, spec, source, keys)
+    mesh = parallel.make_mesh()
+    ckpt = checkpoint.Checkpointer(run_dir / "checkpoints")
+    restored = ckpt.restore(
+        loop.abstract_state(init_state, parallel.replicated(mesh)),
+        checkpoint.flatten_config(run_config), RESUMABLE,
+    )  # fmt: skip
+    ckpt.close()
+    if restored is None:
+        raise _cli.UsageError(f"--workdir={workdir}: no checkpoint in {run_dir / 'checkpoints'}")
+    lines = [line.rstrip("\n") for line in (sys.stdin if lines is None else lines)]
+    texts = [pairs_lib.normalize(t, lowercase=meta["lowercase"]) for t in lines if t.strip()]
+    sources = [src_vocab.encode(tok.tokenize(t)) for t in texts]
+    out = sys.stdout if out is None else out
+    if not sources:
+        return []
+    width = max(meta["max_source_length"], *map(len, sources))
+    decoder = make_decoder(
+        config.cell, spec, meta["max_decode_length"], config.beam_size, config.alpha
+    )
+    tokens, _ = translate_batches(
+        decoder, restored.state.params, sources, config.eval_batch_size, width
+    )
+    translations = [tok.detokenize(tgt_vocab.decode(row)) for row in tokens]
+    for t in translations:
+        print(t, file=out)
+    return translations
+
+
+if __name__ == "__main__":
+    _cli.main({"train": run, "translate": translate}, name="translate")
