@@ -14,10 +14,17 @@ output zeros, so the final carry is each sequence's carry at its own last real s
 When a cell provides ``project`` and ``step`` the input term of every step is one GEMM outside
 the scan; when it also provides ``scan`` (a fused recurrence with its own backward pass) the
 runner calls that instead of scanning ``step``. Results are the same either way.
+
+``remat=k`` (on every runner and ``tbptt``) trades compute for memory on long sequences: the scan
+runs as an outer scan over ceil(T / k) chunks whose body, an inner scan of k steps, is wrapped in
+``jax.checkpoint``. The backward pass keeps only the carry at each chunk boundary and recomputes a
+chunk's steps when it reaches it, so the memory of training grows like T / k + k instead of T
+(k ~ sqrt(T) minimises it) for about one extra forward pass. Values and gradients are unchanged.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -44,6 +51,15 @@ def _check_xs(xs, time_major: bool, name: str = "xs") -> tuple[int, int]:
         raise ValueError(f"{name}: expected a 3-d array {layout}, got shape {shape}")
     T, B = (xs.shape[0], xs.shape[1]) if time_major else (xs.shape[1], xs.shape[0])
     return B, T
+
+
+def _check_remat(remat) -> int:
+    """None/0 -> 0 (off); else the chunk length, a positive int."""
+    if remat is None:
+        return 0
+    if isinstance(remat, bool) or not isinstance(remat, (int, np.integer)) or remat < 0:
+        raise ValueError(f"remat: expected None, 0 (off) or a positive int, got {remat!r}")
+    return int(remat)
 
 
 def _check_lengths(lengths, batch_size: int, max_time: int):
@@ -140,6 +156,56 @@ def scan_time_major(
     return lax.scan(body, carry, inputs, unroll=unroll)
 
 
+def scan_remat(
+    cell: Cell,
+    params: Params,
+    carry: Carry,
+    xs: jax.Array,
+    mask: jax.Array | None = None,
+    unroll: int = 1,
+    remat: int = 0,
+) -> tuple[Carry, jax.Array]:
+    """``scan_time_major`` with the steps in checkpointed chunks of ``remat`` (0: no chunks).
+
+    An outer ``lax.scan`` over N = ceil(T / k) chunks; its body, ``scan_time_major`` over k
+    steps, runs under ``jax.checkpoint``, so autodiff saves only the N chunk-boundary carries and
+    recomputes each chunk's residuals in the backward pass: memory ~ T / k + k instead of T. A
+    last partial chunk is padded and masked (padding keeps the carry), as in ``tbptt``.
+
+    Args:
+        xs: [T, B, D] time-major inputs.
+        mask: [T, B] booleans (True on real steps) or None.
+        remat: the chunk length k; 0 runs ``scan_time_major`` as is.
+
+    Returns:
+        (final carry, outputs [T, B, H]) as ``scan_time_major``.
+    """
+    if not remat:
+        return scan_time_major(cell, params, carry, xs, mask, unroll)
+    T, B = xs.shape[0], xs.shape[1]
+    k = min(remat, max(T, 1))
+    n = -(-T // k)
+    pad = n * k - T
+    if mask is None and pad:
+        mask = jnp.ones((T, B), dtype=bool)
+    xs = jnp.pad(xs, ((0, pad),) + ((0, 0),) * (xs.ndim - 1))
+    xs = xs.reshape((n, k) + xs.shape[1:])  # [N, k, B, D]
+    if mask is not None:
+        mask = jnp.pad(mask, ((0, pad), (0, 0))).reshape(n, k, B)  # [N, k, B], False on padding
+
+    # prevent_cse=False: the scan already keeps XLA from merging the recomputation away.
+    @functools.partial(jax.checkpoint, prevent_cse=False)
+    def chunk(p, c, x, m):
+        return scan_time_major(cell, p, c, x, m, unroll)
+
+    def body(c, inputs):
+        x, m = inputs
+        return chunk(params, c, x, m)
+
+    carry, ys = lax.scan(body, carry, (xs, mask))  # ys: [N, k, B, H]
+    return carry, ys.reshape((n * k,) + ys.shape[2:])[:T]  # [T, B, H]
+
+
 # --- public runners --------------------------------------------------------------------------
 
 
@@ -153,6 +219,7 @@ def unroll(
     reverse: bool = False,
     unroll: int = 1,
     time_major: bool = False,
+    remat: int | None = None,
 ) -> tuple[Carry, jax.Array]:
     """Runs ``cell`` over a batch of sequences.
 
@@ -166,12 +233,16 @@ def unroll(
             returned in the original time order.
         unroll: steps per ``lax.scan`` iteration (a speed knob; results are identical).
         time_major: whether ``xs`` and the returned outputs are [T, B, ...].
+        remat: None or 0 (off), or k: checkpoint the scan in chunks of k steps, so that
+            training memory grows like T / k + k instead of T (see ``scan_remat``); the values
+            and gradients are the same.
 
     Returns:
         (final_carry, outputs): the carry after each sequence's last real step and the outputs,
         [B, T, H] (or [T, B, H]), zero on padded steps.
     """
     _check_cell(cell)
+    remat = _check_remat(remat)
     B, T = _check_xs(xs, time_major)
     lengths = _check_lengths(lengths, B, T)
     xs_tm = xs if time_major else jnp.swapaxes(xs, 0, 1)  # [T, B, D]
@@ -180,7 +251,7 @@ def unroll(
     if carry is None:
         carry = default_carry(cell, params, B, xs.dtype)
     mask = None if lengths is None else mask_from_lengths(lengths, T).T  # [T, B]
-    carry, ys = scan_time_major(cell, params, carry, xs_tm, mask, unroll)  # ys: [T, B, H]
+    carry, ys = scan_remat(cell, params, carry, xs_tm, mask, unroll, remat)  # ys: [T, B, H]
     if reverse:
         ys = reverse_padded(ys, lengths, time_axis=0)
     return carry, (ys if time_major else jnp.swapaxes(ys, 0, 1))
@@ -204,15 +275,18 @@ def bidirectional(
     lengths: jax.Array | None = None,
     unroll: int = 1,
     time_major: bool = False,
+    remat: int | None = None,
 ) -> tuple[tuple[Carry, Carry], jax.Array]:
     """A forward and a backward pass; the backward one starts at each sequence's own last step.
+
+    ``remat`` checkpoints both passes in chunks of that many steps, as in ``unroll``.
 
     Returns:
         ((forward_carry, backward_carry), outputs [B, T, 2H]): outputs are the forward and the
         backward outputs concatenated on the feature axis, both in the original time order.
     """
     c_f, c_b = (None, None) if carry is None else carry
-    kw = dict(lengths=lengths, unroll=unroll, time_major=time_major)
+    kw = dict(lengths=lengths, unroll=unroll, time_major=time_major, remat=remat)
     carry_f, ys_f = unroll_fn(cell, params["forward"], xs, carry=c_f, **kw)
     carry_b, ys_b = unroll_fn(cell, params["backward"], xs, carry=c_b, reverse=True, **kw)
     return (carry_f, carry_b), jnp.concatenate([ys_f, ys_b], axis=-1)
@@ -258,6 +332,7 @@ def stack(
     key: jax.Array | None = None,
     residual: bool = False,
     unroll: int = 1,
+    remat: int | None = None,
 ) -> tuple[list[Carry], jax.Array]:
     """Stacked (deep) recurrent layers.
 
@@ -270,6 +345,8 @@ def stack(
         dropout: the drop rate on the outputs of every layer but the last (the non-recurrent
             connections, as Zaremba et al. 2014); needs ``key``. 0 disables it.
         residual: add each layer's input to its output where their shapes agree (layers >= 2).
+        remat: None or 0 (off), or k: every layer's scan checkpointed in chunks of k steps, as
+            in ``unroll``.
 
     Returns:
         (final carries, one per layer; outputs of the last layer [B, T, H or 2H]).
@@ -284,10 +361,11 @@ def stack(
     h = xs
     for layer, p in enumerate(params):
         c = None if carries is None else carries[layer]
+        kw = dict(carry=c, lengths=lengths, unroll=unroll, remat=remat)
         if bidirectional:
-            final, out = bidirectional_fn(cell, p, h, carry=c, lengths=lengths, unroll=unroll)
+            final, out = bidirectional_fn(cell, p, h, **kw)
         else:
-            final, out = unroll_fn(cell, p, h, carry=c, lengths=lengths, unroll=unroll)
+            final, out = unroll_fn(cell, p, h, **kw)
         if residual and layer > 0 and out.shape == h.shape:
             out = out + h
         if dropout > 0.0 and layer < len(params) - 1:
@@ -307,17 +385,20 @@ def tbptt(
     carry: Carry | None = None,
     lengths: jax.Array | None = None,
     unroll: int = 1,
+    remat: int | None = None,
 ) -> tuple[Carry, jax.Array]:
     """Truncated BPTT (Williams & Peng 1990): the sequence in chunks of ``chunk`` steps.
 
     The forward pass is exactly ``unroll``'s; only gradients change: the carry entering every
     chunk after the first is ``stop_gradient``-ed, so no gradient flows more than ``chunk`` steps
     back. With ``chunk >= T`` this is full BPTT. A last partial chunk is padded and masked.
+    ``remat=k`` checkpoints each chunk's scan in sub-chunks of k steps, as in ``unroll``.
 
     Returns:
         (final_carry, outputs [B, T, H]) as ``unroll``.
     """
     _check_cell(cell)
+    remat = _check_remat(remat)
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be a positive int, got {chunk!r}")
     B, T = _check_xs(xs, time_major=False)
@@ -336,7 +417,7 @@ def tbptt(
         i, x, m = inputs
         # Pass the gradient into the first chunk's carry only (full BPTT when chunk >= T).
         c = jax.tree.map(lambda a: jnp.where(i == 0, a, lax.stop_gradient(a)), c)
-        return scan_time_major(cell, params, c, x, m if needs_mask else None, unroll)
+        return scan_remat(cell, params, c, x, m if needs_mask else None, unroll, remat)
 
     carry, ys = lax.scan(body, carry, (jnp.arange(n), xs_tm, mask))  # ys: [N, k, B, H]
     ys = ys.reshape(n * chunk, B, -1)[:T]  # [T, B, H]

@@ -15,3 +15,10 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "$WANT" > "$STAMP"
 fi
 export PATH="$ROOT/.venv/bin:$PATH"
+# glibc malloc keeps freed memory, so XLA's per-step temporaries are not page-faulted in afresh
+# every step (see experiments/_cli.py, MALLOC_ENV). RNNLAB_MALLOC=0 turns it off.
+if [ "${RNNLAB_MALLOC:-1}" != "0" ]; then
+  export MALLOC_MMAP_MAX_="${MALLOC_MMAP_MAX_:-0}"
+  export MALLOC_TRIM_THRESHOLD_="${MALLOC_TRIM_THRESHOLD_:-1073741824}"
+  export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-1}"
+fi
