@@ -1,4 +1,11 @@
-"""Sweeps: N models in one program (vmap or lax.map) equal N separate runs."""
+"""Sweeps: N models in one program equal N separate runs, under every strategy.
+
+The sharded strategies need several devices, fixed per process: ``python -m
+tests.train.test_sweep`` runs them on 2 CPU devices and prints JSON (a subprocess test below).
+"""
+
+import json
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +16,7 @@ from rnnlab import cells
 from rnnlab.data import tasks
 from rnnlab.models import sequence
 from rnnlab.train import loop, state, step, sweep, writers
-from tests.train import toy
+from tests.train import helpers, toy
 
 STEPS = 3
 
@@ -83,7 +90,7 @@ def toy_models():
     return init_one, step_one
 
 
-@pytest.mark.parametrize("strategy", ["vmap", "map"])
+@pytest.mark.parametrize("strategy", ["vmap", "map", "auto"])
 def test_sweep_in_the_loop_writes_per_model_metrics_and_equals_separate_runs(tmp_path, strategy):
     init_one, step_one = toy_models()
     hparams = {"seed": jnp.array([0, 1, 2]), "lr": jnp.array([0.0, 0.1, 0.2])}
@@ -117,3 +124,109 @@ def test_sweep_in_the_loop_writes_per_model_metrics_and_equals_separate_runs(tmp
             s, _ = one_step(s, h)
         for a, b in zip(jax.tree.leaves(s.params), jax.tree.leaves(final.params), strict=True):
             np.testing.assert_allclose(np.asarray(b[i]), np.asarray(a), rtol=1e-6, atol=1e-7)
+
+
+def separate_runs(init_one, step_one, hparams, steps):
+    """The params of each model trained alone, a list of N pytrees."""
+    one_init, one_step = jax.jit(init_one), jax.jit(step_one)
+    out = []
+    for i in range(sweep.num_models(hparams)):
+        h = jax.tree.map(lambda x, i=i: x[i], hparams)
+        s = one_init(h)
+        for _ in range(steps):
+            s, _ = one_step(s, h)
+        out.append(s.params)
+    return out
+
+
+def max_diff(stacked, separate) -> float:
+    """Max |sweep - separate| over every model and leaf."""
+    return max(
+        float(np.max(np.abs(np.asarray(b[i]) - np.asarray(a))))
+        for i, params in enumerate(separate)
+        for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(stacked), strict=True)
+    )
+
+
+def test_strategy_names_parse_and_auto_follows_the_backend():
+    assert "vmap:4" in sweep.STRATEGIES and "sharded:vmap:3" in sweep.STRATEGIES
+    assert "vmap:0" not in sweep.STRATEGIES and "shard" not in sweep.STRATEGIES
+    assert sweep.resolve("auto", backend="gpu") == "vmap"
+    assert sweep.resolve("auto", backend="cpu", devices=[0]) == "map"
+    assert sweep.resolve("auto", backend="cpu", devices=[0, 1]) == "sharded"
+    with pytest.raises(ValueError, match="strategy='vmap:x'"):
+        sweep.step_models(lambda s, h: (s, {}), {"a": jnp.zeros(2)}, "vmap:x")
+
+
+def test_vmap_in_groups_equals_separate_runs_with_a_remainder_group():
+    init_one, step_one = toy_models()
+    hparams = {"seed": jnp.arange(5), "lr": jnp.linspace(0.0, 0.4, 5)}
+    states = jax.jit(sweep.init_models(init_one, hparams, "vmap:2"))()
+    run = jax.jit(sweep.step_models(step_one, hparams, "vmap:2"))  # groups 2, 2 and 1
+    for _ in range(3):
+        states, metrics = run(states)
+    assert metrics["loss"].shape == (5,)
+    assert max_diff(states.params, separate_runs(init_one, step_one, hparams, 3)) < 1e-6
+
+
+def test_sharded_strategies_on_two_devices_equal_separate_runs():
+    proc = helpers.start(["-m", "tests.train.test_sweep"], JAX_NUM_CPU_DEVICES="2")
+    code, out = helpers.finish(proc, timeout=240)
+    assert code == 0, out[-3000:]
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["devices"] == 2 and result["auto"] == "sharded", result
+    for name, diff in result["diff"].items():
+        assert diff < 2e-6, (name, result)
+    assert result["steps"] == [4, 4, 4]  # resumed from the step-2 checkpoint, to step 4
+    assert result["models_logged"] == [0, 1, 2]
+
+
+def _two_devices(workdir) -> dict:
+    """On 2 CPU devices: sharded sweeps (3 models, padded to 4) against separate runs."""
+    assert jax.device_count() == 2, jax.devices()
+    diff = {}
+    # The toy through the loop, stopped after step 2 and resumed to step 4.
+    init_one, step_one = toy_models()
+    hparams = {"seed": jnp.array([0, 1, 2]), "lr": jnp.array([0.05, 0.1, 0.2])}
+    for steps in (2, 4):
+        final = loop.train(
+            workdir=workdir,
+            init_state=sweep.init_models(init_one, hparams, "sharded"),
+            train_step=sweep.step_models(step_one, hparams, "sharded"),
+            steps=steps,
+            log_every=2,
+            checkpoint_every=2,
+            config={"sweep": "lr"},
+            models=3,
+            progress=False,
+        )
+    diff["toy_loop_resumed"] = max_diff(final.params, separate_runs(init_one, step_one, hparams, 4))
+    # sharded:vmap:2 splits 4 models into 2 per device, vmapped in a group of 2.
+    states = jax.jit(sweep.init_models(init_one, hparams, "sharded:vmap:2"))()
+    states, _ = jax.jit(sweep.step_models(step_one, hparams, "sharded:vmap:2"))(states)
+    diff["toy_sharded:vmap:2"] = max_diff(
+        states.params, separate_runs(init_one, step_one, hparams, 1)
+    )
+    # LSTMs: a scan inside shard_map.
+    init_one, step_one = lstm_adding()
+    hparams = {"seed": jnp.array([0, 1, 2]), "forget_bias": jnp.array([0.0, 1.0, 2.0])}
+    states = jax.jit(sweep.init_models(init_one, hparams, "sharded"))()
+    run = jax.jit(sweep.step_models(step_one, hparams, "sharded"))
+    for _ in range(2):
+        states, _ = run(states)
+    diff["lstm_sharded"] = max_diff(states.params, separate_runs(init_one, step_one, hparams, 2))
+    return {
+        "devices": jax.device_count(),
+        "auto": sweep.resolve("auto"),
+        "diff": diff,
+        "steps": [int(s) for s in np.asarray(final.step)],
+        "models_logged": sorted({r["model"] for r in writers.read_metrics(workdir)}),
+    }
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        print(json.dumps(_two_devices(tmp)))
+    sys.exit(0)

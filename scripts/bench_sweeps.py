@@ -1,0 +1,144 @@
+"""Time per sweep step of N models under each strategy, against N separate single-model steps.
+
+    .venv/bin/python scripts/bench_sweeps.py [--quick] [--json results.json]
+
+The matrix: N in {1, 5, 15, 30}, LSTM and GRU with hidden size in {32, 64, 128}, T = 100,
+batch 64, one training step = forward + backward + Adam on the adding task, for every strategy
+of ``rnnlab.train.sweep``. The separate baseline is a Python loop of N jitted single-model steps,
+measured in the same process. ``--quick`` runs LSTM 64 with N in {5, 15} only.
+
+This script sets JAX_NUM_CPU_DEVICES to the number of CPU cores before importing jax (unless it
+is already set), so that the "sharded" strategies have one device per core; the single-model
+baseline runs on one of those devices. Times are medians of several repetitions, in ms, and
+depend on whatever else is running on the machine: report the load with the numbers.
+
+Prints a table, then the rows as one JSON line (also written to --json when given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("JAX_NUM_CPU_DEVICES", str(os.cpu_count() or 1))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from rnnlab import cells  # noqa: E402
+from rnnlab.data import tasks  # noqa: E402
+from rnnlab.models import sequence  # noqa: E402
+from rnnlab.train import state, step, sweep  # noqa: E402
+
+STRATEGIES = ("vmap", "map", "vmap:4", "sharded", "sharded:vmap")
+SEQ_LEN, BATCH = 100, 64
+
+
+def models(cell_name: str, hidden_size: int):
+    """(init_one, step_one) of one model on adding; hparams {"seed": int32 []}."""
+    task = tasks.get("adding")
+    tx = step.optimizer("adam", 1e-3)
+    model = sequence.make(
+        cells.get(cell_name), input_size=2, hidden_size=hidden_size, output_size=1
+    )
+
+    def loss_fn(params, batch, key):
+        return task.loss(model.apply(params, batch["inputs"]), batch), {}
+
+    def source(h):
+        k_init, k_train, k_data = jax.random.split(jax.random.key(h["seed"]), 3)
+        return tasks.source(task, k_data, BATCH, SEQ_LEN), k_init, k_train
+
+    def init_one(h):
+        src, k_init, k_train = source(h)
+        return state.create(model.init(k_init), tx, k_train, src.init())
+
+    def step_one(s, h):
+        src, _, _ = source(h)
+        return step.make_step(loss_fn, tx, src.next)(s)
+
+    return init_one, step_one
+
+
+def median_ms(fn, reps: int) -> float:
+    fn()  # compile and warm up
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(1e3 * (time.perf_counter() - start))
+    return statistics.median(times)
+
+
+def bench(cell_name: str, hidden_size: int, n: int, strategies, reps: int) -> list[dict]:
+    init_one, step_one = models(cell_name, hidden_size)
+    hparams = {"seed": jnp.arange(n, dtype=jnp.int32)}
+    one_step = jax.jit(step_one)
+    singles = [jax.jit(init_one)({"seed": jnp.int32(i)}) for i in range(n)]
+
+    def separate():
+        out = [one_step(s, {"seed": jnp.int32(i)}) for i, s in enumerate(singles)]
+        jax.block_until_ready(out)  # host sync: the time of all N steps
+
+    base = median_ms(separate, reps)
+    rows = []
+    for name in strategies:
+        states = jax.jit(sweep.init_models(init_one, hparams, name))()
+        run = jax.jit(sweep.step_models(step_one, hparams, name))
+        ms = median_ms(lambda run=run, states=states: jax.block_until_ready(run(states)), reps)
+        rows.append(
+            {
+                "cell": cell_name,
+                "hidden_size": hidden_size,
+                "n": n,
+                "strategy": name,
+                "resolved": sweep.resolve(name),
+                "ms": round(ms, 2),
+                "separate_ms": round(base, 2),
+                "ratio": round(ms / base, 3),
+            }
+        )
+        print(_line(rows[-1]), flush=True)
+    return rows
+
+
+def _line(r: dict) -> str:
+    return (
+        f"{r['cell']:5s} {r['hidden_size']:4d} {r['n']:3d} {r['strategy']:14s} "
+        f"{r['resolved']:14s} {r['ms']:9.1f} {r['separate_ms']:9.1f} {r['ratio']:6.2f}"
+    )
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="LSTM 64, N in {5, 15}")
+    parser.add_argument("--reps", type=int, default=5, help="timed repetitions per entry")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        matrix = [("lstm", 64, n) for n in (5, 15)]
+    else:
+        matrix = [(c, h, n) for c in ("lstm", "gru") for h in (32, 64, 128) for n in (1, 5, 15, 30)]
+    # Single-device strategies first: a 2-device program followed by single-device ones was seen
+    # to hang in one process (see the module docstring), so "auto" (sharded on CPU) comes last.
+    strategies = (*STRATEGIES, "auto")
+    print(f"backend {jax.default_backend()}, {jax.device_count()} devices, T={SEQ_LEN}, B={BATCH}")
+    print(f"{'cell':5s} {'H':>4s} {'N':>3s} {'strategy':14s} {'resolved':14s} "
+          f"{'sweep ms':>9s} {'sep. ms':>9s} {'ratio':>6s}")  # fmt: skip
+    rows = []
+    for cell_name, hidden_size, n in matrix:
+        rows += bench(cell_name, hidden_size, n, strategies, args.reps)
+    out = {"devices": jax.device_count(), "cpu_count": os.cpu_count(), "rows": rows}
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
