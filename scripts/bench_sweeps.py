@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -120,20 +121,31 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="LSTM 64, N in {5, 15}")
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions per entry")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--strategy", help="time this strategy only, in this process")
     args = parser.parse_args(argv)
     if args.quick:
         matrix = [("lstm", 64, n) for n in (5, 15)]
     else:
         matrix = [(c, h, n) for c in ("lstm", "gru") for h in (32, 64, 128) for n in (1, 5, 15, 30)]
-    # Single-device strategies first: a 2-device program followed by single-device ones was seen
-    # to hang in one process (see the module docstring), so "auto" (sharded on CPU) comes last.
-    strategies = (*STRATEGIES, "auto")
+    if args.strategy:  # the child: one strategy, rows as one JSON line on the last line
+        rows = []
+        for cell_name, hidden_size, n in matrix:
+            rows += bench(cell_name, hidden_size, n, (args.strategy,), args.reps)
+        print(json.dumps(rows))
+        return
+    # Each strategy runs in a process of its own: in one process, single-device programs run
+    # after a 2-device (sharded) one were seen to hang in block_until_ready.
     print(f"backend {jax.default_backend()}, {jax.device_count()} devices, T={SEQ_LEN}, B={BATCH}")
     print(f"{'cell':5s} {'H':>4s} {'N':>3s} {'strategy':14s} {'resolved':14s} "
           f"{'sweep ms':>9s} {'sep. ms':>9s} {'ratio':>6s}")  # fmt: skip
     rows = []
-    for cell_name, hidden_size, n in matrix:
-        rows += bench(cell_name, hidden_size, n, strategies, args.reps)
+    for strategy in ("auto", *STRATEGIES):
+        cmd = [sys.executable, __file__, "--strategy", strategy, "--reps", str(args.reps)]
+        child = subprocess.run(cmd + (["--quick"] if args.quick else []), capture_output=True,
+                               text=True, check=True)  # fmt: skip
+        lines = child.stdout.strip().splitlines()
+        print("\n".join(lines[:-1]), flush=True)
+        rows += json.loads(lines[-1])
     out = {"devices": jax.device_count(), "cpu_count": os.cpu_count(), "rows": rows}
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))

@@ -91,6 +91,10 @@ def test_reexec_adds_only_missing_variables_and_keeps_the_command_line(monkeypat
         monkeypatch.delenv(k, raising=False)
     monkeypatch.delenv("RNNLAB_MALLOC", raising=False)
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    # A replayable command line, as `python path/to/entry.py --flag` gives (under pytest-xdist
+    # the worker's own command line is not one).
+    monkeypatch.setattr(sys, "argv", [__file__, "--workdir=x"])
+    monkeypatch.setattr(sys, "orig_argv", [sys.executable, __file__, "--workdir=x"])
     with pytest.raises(SystemExit):
         _cli.reexec_with_malloc_env()
     ((path, args, env),) = calls
