@@ -94,6 +94,20 @@ def check(ok: bool, field: str, value, reason: str) -> None:
         raise UsageError(f"--config.{field}={value!r}: {reason}")
 
 
+def check_ints(config, fields, minimum: int, reason: str | None = None) -> None:
+    """``check`` that each of ``fields`` is an int >= ``minimum``."""
+    for field in fields:
+        value = config[field]
+        ok = isinstance(value, int) and value >= minimum
+        check(ok, field, value, reason or f"must be >= {minimum}")
+
+
+def check_choices(config, choices) -> None:
+    """``check`` that each (field, known values) pair holds one of the known values."""
+    for field, known in choices:
+        check(config[field] in known, field, config[field], f"expected one of {sorted(known)}")
+
+
 def fail(message: str, status: int = 2) -> None:
     """Prints ``error: message`` to stderr and exits with status 2 (a usage error)."""
     print(f"error: {message}", file=sys.stderr)

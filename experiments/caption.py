@@ -77,18 +77,32 @@ def setup(config, mesh) -> tuple[list[str], cells.Cell, cap.Encoder]:
         experiments._cli.UsageError: naming the field and the reason.
     """
     c = config
-    for field in ("image_size", "steps", "batch_size", "log_every", "checkpoint_every",
-                  "max_to_keep", "eval_batch_size", "beam_size", "valid_size", "test_size",
-                  "embed_size", "hidden_size", "attention_size", "max_objects"):  # fmt: skip
-        _cli.check(isinstance(c[field], int) and c[field] >= 1, field, c[field], "must be >= 1")
-    for field in ("train_size", "num_samples", "num_attention", "min_word_count"):
-        _cli.check(isinstance(c[field], int) and c[field] >= 0, field, c[field], "must be >= 0")
+    _cli.check_ints(
+        c,
+        (
+            "image_size",
+            "steps",
+            "batch_size",
+            "log_every",
+            "checkpoint_every",
+            "max_to_keep",
+            "eval_batch_size",
+            "beam_size",
+            "valid_size",
+            "test_size",
+            "embed_size",
+            "hidden_size",
+            "attention_size",
+            "max_objects",
+        ),
+        1,
+    )
+    _cli.check_ints(c, ("train_size", "num_samples", "num_attention", "min_word_count"), 0)
     _cli.check(c.max_objects <= 4, "max_objects", c.max_objects, "scenes hold 1 to 4 objects")
     _cli.check(c.max_caption_len >= 3, "max_caption_len", c.max_caption_len, "must be >= 3")
     n = mesh.devices.size
     _cli.check(c.batch_size % n == 0, "batch_size", c.batch_size, f"not divisible by {n} devices")
-    for field, known in (("optimizer", step.OPTIMIZERS), ("schedule", step.SCHEDULES)):
-        _cli.check(c[field] in known, field, c[field], f"expected one of {sorted(known)}")
+    _cli.check_choices(c, (("optimizer", step.OPTIMIZERS), ("schedule", step.SCHEDULES)))
     _cli.check(c.learning_rate > 0, "learning_rate", c.learning_rate, "must be positive")
     for field in ("clip_norm", "warmup_steps", "attention_penalty"):
         _cli.check(c[field] >= 0, field, c[field], "must be >= 0")

@@ -77,10 +77,8 @@ def check_config(c) -> None:
     Raises:
         experiments._cli.UsageError: naming the field and the reason.
     """
-    for field in POSITIVE:
-        _cli.check(isinstance(c[field], int) and c[field] >= 1, field, c[field], "must be >= 1")
-    for field in NON_NEGATIVE:
-        _cli.check(isinstance(c[field], int) and c[field] >= 0, field, c[field], "must be >= 0")
+    _cli.check_ints(c, POSITIVE, 1)
+    _cli.check_ints(c, NON_NEGATIVE, 0)
     _cli.check(c.eval_chars >= 2, "eval_chars", c.eval_chars, "must be >= 2")
     _cli.check(
         c.sample_every % c.log_every == 0,
@@ -92,13 +90,15 @@ def check_config(c) -> None:
         _cli.check(0 < c[field] < 1, field, c[field], "must be in (0, 1)")
     total = c.valid_fraction + c.test_fraction
     _cli.check(total < 1, "test_fraction", c.test_fraction, "valid + test must leave train text")
-    for field, known in (
-        ("optimizer", step.OPTIMIZERS),
-        ("schedule", step.SCHEDULES),
-        ("on_nonfinite", loop.ON_NONFINITE),
-        ("language", ("", *text_features.LANGUAGES)),
-    ):
-        _cli.check(c[field] in known, field, c[field], f"expected one of {sorted(known)}")
+    _cli.check_choices(
+        c,
+        (
+            ("optimizer", step.OPTIMIZERS),
+            ("schedule", step.SCHEDULES),
+            ("on_nonfinite", loop.ON_NONFINITE),
+            ("language", ("", *text_features.LANGUAGES)),
+        ),
+    )
     _cli.check(c.learning_rate > 0, "learning_rate", c.learning_rate, "must be positive")
     for field in ("clip_norm", "clip_value", "temperature"):
         _cli.check(c[field] >= 0, field, c[field], "must be >= 0")

@@ -112,16 +112,18 @@ def setup(config) -> list[Run]:
         experiments._cli.UsageError: naming the field and the reason.
     """
     c = config
-    for field in ("num_seeds", "hidden_size", "num_layers", "batch_size", "steps", "log_every"):
-        _cli.check(isinstance(c[field], int) and c[field] >= 1, field, c[field], "must be >= 1")
-    for field in ("eval_batch_size", "checkpoint_every", "max_to_keep"):
-        _cli.check(isinstance(c[field], int) and c[field] >= 1, field, c[field], "must be >= 1")
-    for field, known in (
-        ("optimizer", step.OPTIMIZERS),
-        ("strategy", sweep.STRATEGIES),
-        ("on_nonfinite", loop.ON_NONFINITE),
-    ):
-        _cli.check(c[field] in known, field, c[field], f"expected one of {sorted(known)}")
+    _cli.check_ints(
+        c, ("num_seeds", "hidden_size", "num_layers", "batch_size", "steps", "log_every"), 1
+    )
+    _cli.check_ints(c, ("eval_batch_size", "checkpoint_every", "max_to_keep"), 1)
+    _cli.check_choices(
+        c,
+        (
+            ("optimizer", step.OPTIMIZERS),
+            ("strategy", sweep.STRATEGIES),
+            ("on_nonfinite", loop.ON_NONFINITE),
+        ),
+    )
     _cli.check(c.learning_rate > 0, "learning_rate", c.learning_rate, "must be positive")
     _cli.check(0 < c.alpha < 1, "alpha", c.alpha, "must be in (0, 1)")
     _cli.check(

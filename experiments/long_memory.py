@@ -48,28 +48,33 @@ def setup(config, mesh):
         experiments._cli.UsageError: naming the field and the reason.
     """
     c = config
-    for field in (
-        "steps",
-        "batch_size",
-        "log_every",
-        "checkpoint_every",
-        "eval_batch_size",
-        "hidden_size",
-        "num_layers",
-        "max_to_keep",
-    ):
-        value = c[field]
-        _cli.check(isinstance(value, int) and value >= 1, field, value, "must be a positive int")
+    _cli.check_ints(
+        c,
+        (
+            "steps",
+            "batch_size",
+            "log_every",
+            "checkpoint_every",
+            "eval_batch_size",
+            "hidden_size",
+            "num_layers",
+            "max_to_keep",
+        ),
+        1,
+        "must be a positive int",
+    )
     n = mesh.devices.size
     _cli.check(
         c.batch_size % n == 0, "batch_size", c.batch_size, f"not divisible by the {n} devices"
     )
-    for field, known in (
-        ("optimizer", step.OPTIMIZERS),
-        ("schedule", step.SCHEDULES),
-        ("on_nonfinite", loop.ON_NONFINITE),
-    ):
-        _cli.check(c[field] in known, field, c[field], f"expected one of {sorted(known)}")
+    _cli.check_choices(
+        c,
+        (
+            ("optimizer", step.OPTIMIZERS),
+            ("schedule", step.SCHEDULES),
+            ("on_nonfinite", loop.ON_NONFINITE),
+        ),
+    )
     _cli.check(c.learning_rate > 0, "learning_rate", c.learning_rate, "must be positive")
     for field in ("clip_norm", "clip_value", "warmup_steps"):
         _cli.check(c[field] >= 0, field, c[field], "must be >= 0 (0 disables)")

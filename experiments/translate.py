@@ -71,20 +71,43 @@ class Data(NamedTuple):
 def setup(config, mesh) -> tuple[rnnlab.cells.Cell, list[str]]:
     """Checks every value; returns the cell and the attention kinds, before any compiling."""
     c = config
-    for field in ("steps", "batch_size", "log_every", "checkpoint_every", "eval_batch_size",
-                  "hidden_size", "embed_size", "attention_size", "num_layers", "max_to_keep",
-                  "beam_size", "num_buckets", "min_count", "quick_eval_pairs"):  # fmt: skip
-        value = c[field]
-        _cli.check(isinstance(value, int) and value >= 1, field, value, "must be a positive int")
-    for field in ("max_length", "max_train_pairs", "max_test_pairs", "max_decode_length",
-                  "num_heatmaps"):  # fmt: skip
-        _cli.check(isinstance(c[field], int) and c[field] >= 0, field, c[field], "must be >= 0")
+    _cli.check_ints(
+        c,
+        (
+            "steps",
+            "batch_size",
+            "log_every",
+            "checkpoint_every",
+            "eval_batch_size",
+            "hidden_size",
+            "embed_size",
+            "attention_size",
+            "num_layers",
+            "max_to_keep",
+            "beam_size",
+            "num_buckets",
+            "min_count",
+            "quick_eval_pairs",
+        ),
+        1,
+        "must be a positive int",
+    )
+    _cli.check_ints(
+        c,
+        ("max_length", "max_train_pairs", "max_test_pairs", "max_decode_length", "num_heatmaps"),
+        0,
+    )
     n = mesh.devices.size
     _cli.check(c.batch_size % n == 0, "batch_size", c.batch_size, f"not divisible by {n} devices")
-    for field, known in (("optimizer", step.OPTIMIZERS), ("schedule", step.SCHEDULES),
-                         ("on_nonfinite", loop.ON_NONFINITE),
-                         ("tokenizer", pairs_lib.TOKENIZERS)):  # fmt: skip
-        _cli.check(c[field] in known, field, c[field], f"expected one of {sorted(known)}")
+    _cli.check_choices(
+        c,
+        (
+            ("optimizer", step.OPTIMIZERS),
+            ("schedule", step.SCHEDULES),
+            ("on_nonfinite", loop.ON_NONFINITE),
+            ("tokenizer", pairs_lib.TOKENIZERS),
+        ),
+    )
     _cli.check(c.learning_rate > 0, "learning_rate", c.learning_rate, "must be positive")
     _cli.check(0 < c.teacher_forcing <= 1, "teacher_forcing", c.teacher_forcing, "in (0, 1]")
     _cli.check(0 <= c.label_smoothing < 1, "label_smoothing", c.label_smoothing, "in [0, 1)")
