@@ -13,6 +13,12 @@ otherwise serves each large block with a fresh mmap and unmaps it on free, so ev
 page-faults its temporaries in again (about 30k faults and 40 ms of kernel time per LSTM step at
 B, T, D, H = 64, 100, 256, 256). glibc reads these variables only at start-up, hence the re-exec.
 ``RNNLAB_MALLOC=0`` turns it off; variables already set are left as they are.
+
+Experiments that train sweeps of models (gradient_flow, forget_bias, reproduce) ask ``main`` for
+several CPU devices (``cpu_devices``): the "sharded" sweep strategy then runs the models on all
+cores at once (rnnlab.train.sweep; scripts/bench_sweeps.py measures it). A device count the user
+chose (``JAX_NUM_CPU_DEVICES``, ``XLA_FLAGS=--xla_force_host_platform_device_count``) wins, and
+``RNNLAB_CPU_DEVICES=N`` overrides the experiment's choice (1 turns it off).
 """
 
 from __future__ import annotations
@@ -84,6 +90,39 @@ def _log_malloc_env() -> None:
         )
 
 
+def use_cpu_devices(count: int) -> int | None:
+    """Asks JAX for ``count`` CPU devices before its backend starts; returns the count set.
+
+    Leaves JAX alone (returns None) when the user set ``JAX_NUM_CPU_DEVICES`` or the XLA_FLAGS
+    device count, or when the backend already started. ``RNNLAB_CPU_DEVICES`` replaces
+    ``count``. Devices exist only on the CPU platform; on a GPU they are not used.
+    """
+    if "JAX_NUM_CPU_DEVICES" in os.environ:
+        return None
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return None
+    override = os.environ.get("RNNLAB_CPU_DEVICES", "")
+    if override:
+        if not override.isdigit() or int(override) < 1:
+            fail(f"RNNLAB_CPU_DEVICES={override!r}: expected a positive integer")
+        count = int(override)
+    import jax
+
+    try:
+        jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError:  # a JAX operation already ran: the backend has its devices
+        return None
+    return count
+
+
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 class UsageError(ValueError):
     """A config value an experiment refuses, raised before anything is compiled or written."""
 
@@ -132,7 +171,12 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).replace("\\n", " ").replace("\\'", "'").strip("'\" ").split())
 
 
-def main(modes: dict[str, Callable], name: str | None = None, argv: list[str] | None = None):
+def main(
+    modes: dict[str, Callable],
+    name: str | None = None,
+    argv: list[str] | None = None,
+    cpu_devices: int | None = None,
+):
     """Parses the flags and calls ``modes[--mode](config, workdir)``.
 
     Args:
@@ -140,9 +184,12 @@ def main(modes: dict[str, Callable], name: str | None = None, argv: list[str] | 
         name: the experiment's name (its config file); defaults to ``__main__``'s module name.
         argv: the command line (defaults to ``sys.argv``, and then, on glibc, the process is
             re-executed once with ``MALLOC_ENV``; see the module docstring).
+        cpu_devices: CPU devices to ask JAX for (``use_cpu_devices``), e.g. ``cores()`` for
+            sweeps sharded over the cores; None leaves JAX's default of one.
     """
     if argv is None:
         reexec_with_malloc_env()
+    devices_set = None if cpu_devices is None else use_cpu_devices(cpu_devices)
     argv = list(sys.argv if argv is None else argv)
     if name is None:
         spec = getattr(sys.modules.get("__main__"), "__spec__", None)
@@ -187,6 +234,12 @@ def main(modes: dict[str, Callable], name: str | None = None, argv: list[str] | 
     logging.set_verbosity(logging.INFO)
     logging.get_absl_handler().addFilter(_quiet_libraries)
     _log_malloc_env()
+    if devices_set is not None:
+        logging.info(
+            "%d CPU devices (sweeps shard their models over them); RNNLAB_CPU_DEVICES=1 turns "
+            "this off",
+            devices_set,
+        )
     return _run(modes[fv.mode], config, workdir, fv)
 
 

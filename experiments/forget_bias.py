@@ -9,14 +9,15 @@ each task of ``tasks``, ``num_seeds`` paired seeds each.
 
 One compiled program per task: models are grouped by param structure (all LSTM biases x seeds;
 GRU x seeds; RNN x seeds; one group per variant), each group maps its step over its model axis
-(``rnnlab.train.sweep``, strategy "map" or "vmap") and the program steps the tuple of groups.
+(``rnnlab.train.sweep``, by default strategy "auto") and the program steps the tuple of groups.
 The combined state is one TrainState whose step, key, data position and health carry the model
 axis [N] of all groups concatenated and whose params and optimizer state are tuples over the
 groups, so ``rnnlab.train.loop`` checkpoints, resumes and logs per model as for one sweep. One
 program per task rather than per family: one compile, one checkpoint and one metrics log per
-task, and a killed study resumes all families at the same step. On 2 CPU cores "map" is the
-faster strategy: 370 ms against 654 ms per step for the default's 40 models at T=100 (H=32,
-batch 32; measured on shared cores, load ~5); "vmap" is for accelerators.
+task, and a killed study resumes all families at the same step. On 2 CPU cores "map" was
+faster than "vmap" (370 ms against 654 ms per step for the default's 40 models at T=100, H=32,
+batch 32; shared cores, load ~5), and "sharded" over one CPU device per core faster still: the
+launcher asks for those devices and "auto" picks it; "vmap" is for accelerators.
 
 Pairing: seed k fixes the init key, the data stream and the eval sequences of every setting, so
 the LSTMs of seed k differ only in b_i and b_f, and the variants share their w_x and w_h.
@@ -323,6 +324,7 @@ def run(config, workdir: str) -> dict:
     results = {"reference": config.reference, "alpha": config.alpha, "runs": []}
     results["setup"] = {k: config[k] for k in ("hidden_size", "batch_size", "optimizer")}
     results["setup"] |= {k: config[k] for k in ("learning_rate", "num_seeds", "strategy")}
+    results["setup"]["strategy_resolved"] = sweep.describe(config.strategy)
     for run_ in runs:
         task, seq_len = run_.task, run_.seq_len
         grid = groups(config, task, seq_len)
@@ -537,13 +539,16 @@ def report(workdir: str) -> str:
     if "setup" in res:
         lines += [
             "Model: H={hidden_size}, batch {batch_size}, {optimizer} lr {learning_rate:g}, "
-            "{num_seeds} seeds, strategy {strategy}.".format(**res["setup"]),
+            "{num_seeds} seeds, strategy {strategy} ({strategy_resolved}).".format(
+                **{"strategy_resolved": "-", **res["setup"]}
+            ),
             "",
         ]
     for r in res["runs"]:
         lines += [
             f"### {_title(r)}: headline rule {r['rule']}, paper rule {r['paper_rule']} "
-            f"(memoryless baseline {r['baseline']:.3g}; {r['steps'][-1]} steps)",
+            f"(memoryless baseline {r['baseline']:.3g}; {r['steps'][-1]} steps; "
+            f"{r.get('seconds_this_call', float('nan')):.0f} s wall this call)",
             "",
             f"| setting | solved | steps to solve | p (steps) | paper rule solved | "
             f"final eval {r['metric']} | p (final) |",
@@ -572,4 +577,4 @@ def demo(workdir: str) -> None:
 
 
 if __name__ == "__main__":
-    _cli.main({"train": run}, name="forget_bias")
+    _cli.main({"train": run}, name="forget_bias", cpu_devices=_cli.cores())

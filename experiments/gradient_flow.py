@@ -36,6 +36,7 @@ import numpy as np
 import rnnlab
 from experiments import _cli
 from rnnlab.analysis import figures, gradients, pascanu_training, pascanu_wall
+from rnnlab.train import sweep
 
 _SPEC = re.compile(
     r"^\s*(?:(?P<label>[\w.-]+)\s*=\s*)?(?P<name>[\w.:]+)\s*(?:\((?P<args>.*)\))?\s*$"
@@ -406,6 +407,7 @@ def _training_study(config, specs, workdir: Path) -> dict:
             m["spike_log"] = traces[key]["spikes"]
         r["traces"] = {f"{i}/{m}": traces[(i, m, s)] for i, m, s in traces if s == spec.seeds[0]}
         r["seconds_this_call"] = round(time.time() - tick, 1)
+        r["strategy"] = f"{spec.strategy}: {sweep.describe(spec.strategy)}"
         runs.append(r)
     return dict(runs=runs, table=pascanu_training.success_table(runs))
 
@@ -611,7 +613,8 @@ def _training_section(training, rel) -> list[str]:
         f"{r['spec']['task']} L={r['spec']['seq_len']}: {r['seconds_this_call']:.0f} s"
         for r in training["runs"]
     )
-    return lines + ["", f"Wall time (this call, 2 shared CPU cores): {seconds}.", ""]
+    where = training["runs"][0].get("strategy", "-") if training["runs"] else "-"
+    return lines + ["", f"Wall time (this call; sweep strategy {where}): {seconds}.", ""]
 
 
 def demo(workdir: str) -> None:
@@ -628,4 +631,4 @@ def demo(workdir: str) -> None:
 
 
 if __name__ == "__main__":
-    _cli.main({"train": run})
+    _cli.main({"train": run}, cpu_devices=_cli.cores())

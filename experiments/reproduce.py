@@ -55,4 +55,6 @@ def run(config, workdir: str) -> dict:
 
 
 if __name__ == "__main__":
-    _cli.main({"train": run}, name="reproduce")
+    # Two CPU devices for the sweeps of gradient_flow and forget_bias: every data-parallel
+    # study's batch is even, so it splits over them too (more might not divide them).
+    _cli.main({"train": run}, name="reproduce", cpu_devices=min(2, _cli.cores()))

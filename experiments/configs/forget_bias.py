@@ -68,7 +68,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.eval_batch_size = 256  # fresh sequences per eval (paired across settings per seed)
     c.checkpoint_every = 500  # steps between checkpoints
     c.max_to_keep = 2  # checkpoints kept per task
-    c.strategy = "map"  # how a group's models share the program: map | vmap (rnnlab.train.sweep)
+    c.strategy = "auto"  # how a group's models share the program (rnnlab.train.sweep.STRATEGIES);
+    # auto: sharded over the CPU devices (one per core), vmap on an accelerator
     c.on_nonfinite = "skip"  # skip | stop: what a NaN/inf update does (skip: counted)
     if variant == "demo":
         c.tasks, c.steps = "adding:100", 700

@@ -106,7 +106,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     t.adding_tolerance = 0.04  # adding: a sequence is wrong when |y - target| >= this
     t.spike_factor = 10.0  # a spike: ||dE/dtheta|| > factor x running median
     t.spike_window = 100  # steps in the running median
-    t.strategy = "vmap"  # rnnlab.train.sweep strategy over the models of a group
+    t.strategy = "auto"  # rnnlab.train.sweep strategy over a group's models (auto: by backend)
 
     if variant == "demo":
         c.radii = (0.5, 1.0, 1.5)

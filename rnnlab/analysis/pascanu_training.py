@@ -276,7 +276,7 @@ class Spec(NamedTuple):
     adding_tolerance: float = 0.04  # adding: |y - target| that counts as an error
     spike_factor: float = 10.0  # a spike: norm > factor x running median
     spike_window: int = 100  # steps in the running median
-    strategy: str = "vmap"  # rnnlab.train.sweep strategy
+    strategy: str = "auto"  # rnnlab.train.sweep strategy
 
 
 def models(spec: Spec) -> list[tuple[str, str, int]]:

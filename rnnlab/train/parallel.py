@@ -66,6 +66,40 @@ def data_parallel_grad(loss_fn, mesh):
     )
 
 
+def local_batch_grad(loss_fn, axis: str = AXIS):
+    """The gradient of ``loss_fn`` over a batch split along ``axis`` of an enclosing shard_map.
+
+    For a step that already runs inside ``shard_map`` with the whole batch on every device of
+    ``axis`` (a sweep on a ``sweep.make_mesh(data=d)`` mesh, where the data source of each model
+    runs inside its step): device i takes rows [i * B / d, (i + 1) * B / d), uses
+    fold_in(key, i) as ``data_parallel_grad`` does, and ``lax.pmean`` averages over ``axis``.
+
+    Args:
+        loss_fn: (params, batch, key) -> (loss, aux), a mean over the batch.
+        axis: the mesh axis the batch is split over.
+
+    Returns:
+        grad_fn(params, batch, key) -> ((loss, aux), grads), averaged over ``axis``.
+    """
+    value_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def grad_fn(params, batch, key):
+        n, i = lax.axis_size(axis), lax.axis_index(axis)
+        sizes = {x.shape[0] for x in jax.tree.leaves(batch)}
+        if len(sizes) != 1 or sizes.pop() % n:
+            raise ValueError(
+                f"batch: every leaf needs the same leading size, divisible by the {n} devices "
+                f"of mesh axis {axis!r}; got {[x.shape for x in jax.tree.leaves(batch)]}"
+            )
+        local = jax.tree.map(
+            lambda x: lax.dynamic_slice_in_dim(x, i * (len(x) // n), len(x) // n), batch
+        )
+        key = jax.random.fold_in(key, i)
+        return lax.pmean(value_and_grad(params, local, key), axis)
+
+    return grad_fn
+
+
 # --- several processes -----------------------------------------------------------------------
 
 ENV = {

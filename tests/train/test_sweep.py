@@ -11,18 +11,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import PartitionSpec as P
 
 from rnnlab import cells
 from rnnlab.data import tasks
 from rnnlab.models import sequence
-from rnnlab.train import loop, state, step, sweep, writers
+from rnnlab.train import loop, parallel, state, step, sweep, writers
 from tests.train import helpers, toy
 
 STEPS = 3
 
 
-def lstm_adding():
-    """init_one(h), step_one(state, h) for an LSTM on adding; h = {"seed", "forget_bias"}."""
+def lstm_adding(data_axis: bool = False):
+    """init_one(h), step_one(state, h) for an LSTM on adding; h = {"seed", "forget_bias"}.
+
+    data_axis: the gradient averages over the batch split along a ``data`` mesh axis.
+    """
     task = tasks.get("adding")
     tx = step.optimizer("adam", 1e-2)
 
@@ -42,7 +46,8 @@ def lstm_adding():
         def loss_fn(params, batch, key):
             return task.loss(model.apply(params, batch["inputs"]), batch), {}
 
-        return step.make_step(loss_fn, tx, source.next, clip_norm=1.0)(s)
+        grad_fn = parallel.local_batch_grad(loss_fn) if data_axis else None
+        return step.make_step(loss_fn, tx, source.next, clip_norm=1.0, grad_fn=grad_fn)(s)
 
     return init_one, step_one
 
@@ -150,12 +155,38 @@ def max_diff(stacked, separate) -> float:
 
 def test_strategy_names_parse_and_auto_follows_the_backend():
     assert "vmap:4" in sweep.STRATEGIES and "sharded:vmap:3" in sweep.STRATEGIES
+    assert "auto" in sweep.STRATEGIES and sweep.describe("auto") == "map on cpu"
     assert "vmap:0" not in sweep.STRATEGIES and "shard" not in sweep.STRATEGIES
     assert sweep.resolve("auto", backend="gpu") == "vmap"
     assert sweep.resolve("auto", backend="cpu", devices=[0]) == "map"
     assert sweep.resolve("auto", backend="cpu", devices=[0, 1]) == "sharded"
     with pytest.raises(ValueError, match="strategy='vmap:x'"):
         sweep.step_models(lambda s, h: (s, {}), {"a": jnp.zeros(2)}, "vmap:x")
+
+
+def test_a_mesh_needs_a_model_axis_a_divisor_and_a_sharded_strategy():
+    devices = jax.devices()[:1]
+    with pytest.raises(ValueError, match="data=2: expected a positive divisor of the 1 devices"):
+        sweep.make_mesh(data=2, devices=devices)
+    mesh = sweep.make_mesh(devices=devices)
+    with pytest.raises(ValueError, match="mesh= needs a sharded strategy, got strategy='map'"):
+        sweep.step_models(lambda s, h: (s, {}), {"a": jnp.zeros(2)}, "map", mesh=mesh)
+    with pytest.raises(ValueError, match="needs a 'model' axis"):
+        sweep.step_models(lambda s, h: (s, {}), {"a": jnp.zeros(2)}, mesh=parallel.make_mesh())
+
+
+def test_local_batch_grad_rejects_a_batch_the_data_axis_does_not_split():
+    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    grad_fn = parallel.local_batch_grad(lambda p, b, k: (jnp.mean(b["x"] * p), {}))
+    ok = jax.shard_map(
+        lambda p, b: grad_fn(p, b, jax.random.key(0))[1], mesh=mesh, in_specs=P(), out_specs=P()
+    )
+    np.testing.assert_allclose(ok(jnp.float32(2.0), {"x": jnp.arange(4.0)}), 1.5)
+    bad = {"x": jnp.zeros(4), "y": jnp.zeros(3)}
+    with pytest.raises(ValueError, match="same leading size"):
+        jax.shard_map(
+            lambda p, b: grad_fn(p, b, jax.random.key(0))[1], mesh=mesh, in_specs=P(), out_specs=P()
+        )(jnp.float32(2.0), bad)
 
 
 def test_vmap_in_groups_equals_separate_runs_with_a_remainder_group():
@@ -169,21 +200,22 @@ def test_vmap_in_groups_equals_separate_runs_with_a_remainder_group():
     assert max_diff(states.params, separate_runs(init_one, step_one, hparams, 3)) < 1e-6
 
 
-def test_sharded_strategies_on_two_devices_equal_separate_runs():
-    proc = helpers.start(["-m", "tests.train.test_sweep"], JAX_NUM_CPU_DEVICES="2")
-    code, out = helpers.finish(proc, timeout=240)
+def test_sharded_strategies_and_model_by_data_meshes_equal_separate_runs():
+    proc = helpers.start(["-m", "tests.train.test_sweep"], JAX_NUM_CPU_DEVICES="4")
+    code, out = helpers.finish(proc, timeout=300)
     assert code == 0, out[-3000:]
     result = json.loads(out.strip().splitlines()[-1])
-    assert result["devices"] == 2 and result["auto"] == "sharded", result
+    assert result["devices"] == 4 and result["auto"] == "sharded", result
+    assert result["mesh_shapes"] == [[4, 1], [2, 2], [1, 4]], result
     for name, diff in result["diff"].items():
         assert diff < 2e-6, (name, result)
     assert result["steps"] == [4, 4, 4]  # resumed from the step-2 checkpoint, to step 4
     assert result["models_logged"] == [0, 1, 2]
 
 
-def _two_devices(workdir) -> dict:
-    """On 2 CPU devices: sharded sweeps (3 models, padded to 4) against separate runs."""
-    assert jax.device_count() == 2, jax.devices()
+def _four_devices(workdir) -> dict:
+    """On 4 CPU devices: sharded sweeps (3 models, padded) against separate runs."""
+    assert jax.device_count() == 4, jax.devices()
     diff = {}
     # The toy through the loop, stopped after step 2 and resumed to step 4.
     init_one, step_one = toy_models()
@@ -214,13 +246,27 @@ def _two_devices(workdir) -> dict:
     run = jax.jit(sweep.step_models(step_one, hparams, "sharded"))
     for _ in range(2):
         states, _ = run(states)
-    diff["lstm_sharded"] = max_diff(states.params, separate_runs(init_one, step_one, hparams, 2))
+    separate = separate_runs(init_one, step_one, hparams, 2)
+    diff["lstm_sharded"] = max_diff(states.params, separate)
+    # (model, data) meshes: each model's batch of 8 split over 1, 2 or 4 devices.
+    init_one, step_one = lstm_adding(data_axis=True)
+    shapes = []
+    for data in (1, 2, 4):
+        mesh = sweep.make_mesh(data=data)
+        shapes.append([mesh.shape["model"], mesh.shape["data"]])
+        states = jax.jit(sweep.init_models(init_one, hparams, mesh=mesh))()
+        run = jax.jit(sweep.step_models(step_one, hparams, mesh=mesh))
+        for _ in range(2):
+            states, metrics = run(states)
+        assert metrics["loss"].shape == (3,)
+        diff[f"lstm_mesh_data{data}"] = max_diff(states.params, separate)
     return {
         "devices": jax.device_count(),
         "auto": sweep.resolve("auto"),
         "diff": diff,
         "steps": [int(s) for s in np.asarray(final.step)],
         "models_logged": sorted({r["model"] for r in writers.read_metrics(workdir)}),
+        "mesh_shapes": shapes,
     }
 
 
@@ -228,5 +274,5 @@ if __name__ == "__main__":
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        print(json.dumps(_two_devices(tmp)))
+        print(json.dumps(_four_devices(tmp)))
     sys.exit(0)

@@ -1,0 +1,67 @@
+"""Sweep launchers ask JAX for one CPU device per core unless the user chose (experiments/_cli)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LOG_LINE = "RNNLAB_CPU_DEVICES=1 turns this off"
+
+# An entry point in miniature that asks for 2 CPU devices, as forget_bias asks for cores().
+SCRIPT = f"""
+import json, sys
+sys.path.insert(0, {str(ROOT)!r})
+from experiments import _cli
+
+def report(config, workdir):
+    import jax
+    print(json.dumps({{"devices": jax.device_count()}}))
+
+_cli.main({{"train": report}}, name="long_memory", cpu_devices=2)
+"""
+
+
+def _launch(tmp_path, **env):
+    script = tmp_path / "entry.py"
+    script.write_text(SCRIPT)
+    names = ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS", "RNNLAB_CPU_DEVICES")
+    clean = {k: v for k, v in os.environ.items() if k not in names}
+    return subprocess.run(
+        [sys.executable, str(script), f"--workdir={tmp_path / 'run'}"],
+        env={**clean, "JAX_PLATFORMS": "cpu", "RNNLAB_MALLOC": "0", **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _devices(proc) -> int:
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])["devices"]
+
+
+@pytest.mark.parametrize(
+    "env, devices, logged",
+    [
+        ({}, 2, True),  # the entry point's choice
+        ({"RNNLAB_CPU_DEVICES": "1"}, 1, True),  # the opt-out
+        ({"RNNLAB_CPU_DEVICES": "3"}, 3, True),
+        ({"JAX_NUM_CPU_DEVICES": "4"}, 4, False),  # the user's own choice wins
+        ({"XLA_FLAGS": "--xla_force_host_platform_device_count=3"}, 3, False),
+    ],
+)
+def test_launcher_sets_cpu_devices_unless_the_user_did(tmp_path, env, devices, logged):
+    proc = _launch(tmp_path, **env)
+    assert _devices(proc) == devices
+    assert (LOG_LINE in proc.stderr) == logged, proc.stderr
+
+
+def test_a_bad_rnnlab_cpu_devices_is_a_one_line_error(tmp_path):
+    proc = _launch(tmp_path, RNNLAB_CPU_DEVICES="two")
+    assert proc.returncode == 2
+    assert "error: RNNLAB_CPU_DEVICES='two': expected a positive integer" in proc.stderr
