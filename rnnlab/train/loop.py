@@ -135,6 +135,11 @@ def train(
     )
     saved, step, metrics = start, start, None
     ticks = (time.perf_counter(), start)
+    # XLA CPU with several devices in one process can deadlock when many multi-device steps are
+    # in flight at once (each device's part waits in a collective for a peer queued behind
+    # other work; jax-ml/jax#25861 is the single-device cousin). One step in flight at a time
+    # avoids it, at the cost of dispatch overlapping compute.
+    one_at_a_time = mesh.devices.size > 1 and all(d.platform == "cpu" for d in mesh.devices.flat)
 
     def check_health():
         health = to_host(state.health)
@@ -152,6 +157,8 @@ def train(
         while step < steps:
             state, metrics = step_fn(state)
             step += 1
+            if one_at_a_time:
+                jax.block_until_ready(state.step)  # host sync: see one_at_a_time above
             if signals.received:
                 check_health()
                 if saved != step:

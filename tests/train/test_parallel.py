@@ -33,3 +33,10 @@ def test_batch_size_must_split_over_the_devices():
     if mesh.devices.size > 1:
         with pytest.raises(ValueError, match="not divisible"):
             parallel.check_batch_size(mesh.devices.size + 1, mesh)
+
+
+def test_many_steps_in_flight_on_two_cpu_devices_do_not_deadlock():
+    proc = helpers.start(["-m", "tests.train._many_in_flight"], JAX_NUM_CPU_DEVICES="2")
+    code, out = helpers.finish(proc, timeout=240)
+    assert code == 0 and "may be stuck" not in out, out[-3000:]
+    assert out.strip().splitlines()[-1] == "done 120"
