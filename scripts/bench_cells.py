@@ -1,25 +1,60 @@
-"""Times a training step of rnnlab's LSTM and GRU against Flax and (optionally) PyTorch on CPU.
+"""Times a training step of rnnlab's recurrent layers against Flax, PyTorch, Equinox and Keras.
 
-    .venv/bin/python scripts/bench_cells.py                    # all sizes, JSON + a table
+    .venv/bin/python scripts/bench_cells.py                    # lstm, gru at three sizes
     .venv/bin/python scripts/bench_cells.py --rounds 5 --sizes 32,64,128,128
     .venv/bin/python scripts/bench_cells.py --autodiff         # also rnnlab without the fused
                                                                # scan (plain lax.scan autodiff)
+    .venv/bin/python scripts/bench_cells.py --encoder          # the translation encoder, bilstm2
+    .venv/bin/python scripts/bench_cells.py --cells lstm --sweep-axis T --plot lstm_T.png
+    .venv/bin/python scripts/bench_cells.py --malloc off --json report.json
 
-A step is forward + backward w.r.t. the params of loss = mean(ys^2) over a [B, T, D] batch:
-rnnlab ``recurrent.unroll`` (the fused scan of rnnlab/cells/fused.py; for "gru" the reset-after
-form, whose equations are Flax's and PyTorch's), Flax
-``nn.RNN(OptimizedLSTMCell)`` / ``nn.RNN(GRUCell)``, and PyTorch ``nn.LSTM`` / ``nn.GRU`` when the
-optional ``bench`` extra (torch) is installed. All float32. Contenders run interleaved, one call
-of each in turn per round, so that load from other processes hits them alike; the medians over
-rounds are reported, with the ratios rnnlab/flax and rnnlab/torch (< 1: rnnlab faster).
+Peers need the ``bench`` extra (``RNNLAB_EXTRAS=test,bench scripts/test.sh``); each one that is
+not installed is skipped. ``--peers`` picks some of them.
+
+A step is forward + backward w.r.t. the params of loss = mean(ys^2) over a [B, T, D] batch, all
+float32. Contenders for the cells lstm, gru and gru_paper:
+    rnnlab    ``recurrent.unroll`` (the fused scan of rnnlab/cells/fused.py; for "gru" the
+              reset-after form, whose equations are the peers'; "gru_paper" is Cho et al.'s
+              reset-before form, rnnlab's default gru, timed against the same reset-after peers)
+    flax      ``nn.RNN(OptimizedLSTMCell)`` / ``nn.RNN(GRUCell)``
+    torch     ``nn.LSTM`` / ``nn.GRU`` (the pinned CPU build)
+    equinox   ``eqx.nn.LSTMCell`` / ``GRUCell`` (unbatched) under ``lax.scan`` over time and
+              ``jax.vmap`` over the batch, differentiated by ``eqx.filter_grad`` in ``filter_jit``
+    keras     Keras 3 on its JAX backend: ``keras.layers.LSTM`` / ``GRU`` (return_sequences)
+              in a Sequential model, the gradient of ``model.stateless_call`` by ``jax.grad``
+              under ``jax.jit``, as the Keras guide to a JAX training loop writes it
+The cell "bilstm2" (``--encoder``) is the translation encoder of rnnlab/models/seq2seq.py: two
+bidirectional LSTM layers (``recurrent.stack(..., bidirectional=True, lengths=...)``) on sequences
+of lengths drawn uniformly from [T/2, T]; the loss is the mean square over the real steps. Its
+peers are torch ``nn.LSTM(num_layers=2, bidirectional=True)`` on a ``pack_padded_sequence`` of the
+same lengths (packing inside the step, as a training loop does it) and flax ``nn.Bidirectional``
+of two ``nn.RNN(OptimizedLSTMCell)`` per layer with ``seq_lengths``. Its target (the issue "Speed
+and memory") is rnnlab/torch <= 1.1.
+
+Contenders run interleaved, one call of each in turn per round, so that load from other processes
+hits them alike; the medians over rounds are reported, with the ratios rnnlab/peer for every peer
+(< 1: rnnlab faster). ``--sweep-axis`` times each contender over a range of T (25..400), B
+(8..256) or H (64..1024; D stays), the other sizes fixed at the first ``--sizes`` entry (default
+the middle size, 64,100,256,256), and ``--plot`` draws ms per step against it (log axes).
+
+``--malloc both`` (the default) runs the measurements twice, each in a fresh process, since glibc
+reads its variables only at start-up: "on" with experiments/_cli.py's ``MALLOC_ENV`` (glibc keeps
+freed memory), "off" with glibc's defaults; the JSON has both under ``runs``, the output a table
+each and their ratio. The two runs are minutes apart, so load changes between them more than
+between interleaved contenders. Both set ``OMP_WAIT_POLICY=PASSIVE`` unless it is set: torch's
+OpenMP threads otherwise spin at each barrier, which on a loaded machine made a torch step up to
+40x slower and takes cores from the contender that runs next (XLA does not use OpenMP). torch
+runs on ``--torch-threads`` (default: all CPUs).
 
 Roofline: the FLOPs a step needs are those of its GEMMs, for a gated cell with k gates
 (k = 4 LSTM, 3 GRU)
     2 * B * T * kH * (2D + 3H)
     (input term forward and dW_x: 2D; recurrent forward, dh backward and dW_h: 3H; dx is not
-    needed). ``roofline_ms`` is that count at the rate of one large [2048, 1024] x [1024, 1024]
-    float32 GEMM measured here, and ``roofline_ratio`` = median_ms / roofline_ms (1 = as fast as
-    the GEMMs alone could be).
+    needed). For bilstm2, over the N = sum(lengths) real steps, per layer and direction
+    2 * N * 4H * (2D_l + 3H), with D_1 = D and D_2 = 2H, plus 2 * N * 4H * D_2 for layer 2's dx
+    (layer 1's outputs need their gradient). ``roofline_ms`` is that count at the rate of one
+    large [2048, 1024] x [1024, 1024] float32 GEMM measured here, and ``roofline_ratio`` =
+    median_ms / roofline_ms (1 = as fast as the GEMMs alone could be).
 
 This is a benchmark, not a test: it prints and asserts nothing.
 """
@@ -27,10 +62,15 @@ This is a benchmark, not a test: it prints and asserts nothing.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
+import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 import flax
@@ -39,14 +79,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments._cli import MALLOC_ENV
 from rnnlab import cells, recurrent
 
 try:
     import torch
 except ImportError:  # the optional `bench` extra
     torch = None
+try:
+    import equinox as eqx
+except ImportError:
+    eqx = None
+try:
+    os.environ["KERAS_BACKEND"] = "jax"  # read once, at keras' import
+    import keras
+except ImportError:
+    keras = None
 
 SIZES = ((32, 64, 128, 128), (64, 100, 256, 256), (32, 128, 512, 512))  # (B, T, D, H)
+ENCODER = "bilstm2"
+ENCODER_SIZES = ((32, 50, 256, 256),)
+ENCODER_TARGET = 1.1  # rnnlab / torch, the issue's bound for the encoder
 # rnnlab cell per benchmark name. "gru" is the reset-after form, the equations of Flax's GRUCell
 # and PyTorch's nn.GRU; "gru_paper" (Cho et al.'s reset-before form, rnnlab's default gru, two
 # dependent matmuls per step) can be timed on request against the same contenders.
@@ -54,13 +107,27 @@ CELLS = {
     "lstm": ("lstm", {}),
     "gru": ("gru", {"reset_after": True}),
     "gru_paper": ("gru", {"reset_after": False}),
+    ENCODER: ("lstm", {}),
 }
-GATES = {"lstm": 4, "gru": 3, "gru_paper": 3}
+GATES = {"lstm": 4, "gru": 3, "gru_paper": 3, ENCODER: 4}
+PEERS = {"flax": flax, "torch": torch, "equinox": eqx, "keras": keras}  # None: not installed
+SWEEPS = {
+    "T": (25, 50, 100, 200, 400),
+    "B": (8, 16, 32, 64, 128, 256),
+    "H": (64, 128, 256, 512, 1024),
+}
+AXIS_LABELS = {"T": "T, time steps", "B": "B, batch size", "H": "H, hidden units (D fixed)"}
+MALLOC_MODES = {"on": "MALLOC_ENV set (glibc keeps freed memory)", "off": "glibc defaults"}
 
 
-def needed_flops(cell: str, B: int, T: int, D: int, H: int) -> int:
+def needed_flops(cell: str, B, T, D, H, lengths=None) -> int:
     """GEMM FLOPs of one forward + backward w.r.t. the params (see the module docstring)."""
-    return 2 * B * T * GATES[cell] * H * (2 * D + 3 * H)
+    if cell != ENCODER:
+        return 2 * B * T * GATES[cell] * H * (2 * D + 3 * H)
+    n = int(np.sum(lengths))
+    layer_1 = 2 * n * 4 * H * (2 * D + 3 * H)
+    layer_2 = 2 * n * 4 * H * (2 * 2 * H + 3 * H) + 2 * n * 4 * H * 2 * H  # + dx
+    return 2 * (layer_1 + layer_2)  # two directions
 
 
 def gemm_gflops(repeats: int = 10) -> float:
@@ -83,56 +150,160 @@ def _mean_square(ys):
     return jnp.mean(ys * ys)
 
 
-def rnnlab_step(name: str, B, T, D, H, fused: bool = True):
+def _masked_mean_square(ys, lengths):
+    """Mean of ys^2 over the real steps only. ys: [B, T, F], lengths: [B]."""
+    mask = recurrent.mask_from_lengths(lengths, ys.shape[1])[..., None]  # [B, T, 1]
+    return jnp.sum(jnp.where(mask, ys * ys, 0.0)) / (jnp.sum(lengths) * ys.shape[-1])
+
+
+def encoder_lengths(B: int, T: int) -> np.ndarray:
+    """[B] lengths drawn uniformly from [T/2, T], the same for every contender."""
+    return np.random.default_rng(0).integers(max(1, T // 2), T + 1, size=B)
+
+
+def _inputs(B, T, D):
+    return jax.random.normal(jax.random.key(1), (B, T, D))
+
+
+# --- the contenders: each returns a function that runs one training step ---------------------
+
+
+def rnnlab_step(name: str, B, T, D, H, lengths=None, fused: bool = True):
     cell = cells.get(CELLS[name][0], **CELLS[name][1])
     if not fused:
         cell = cell.replace(scan=None)  # plain lax.scan over step, differentiated by autodiff
-    k_p, k_x = jax.random.split(jax.random.key(0))
-    params = cell.init(k_p, D, H)
-    xs = jax.random.normal(k_x, (B, T, D))
+    xs = _inputs(B, T, D)
+    if name == ENCODER:  # as rnnlab/models/seq2seq.py's encoder
+        params = recurrent.init_stack(cell, jax.random.key(0), D, H, 2, bidirectional=True)
+        lengths = jnp.asarray(lengths)
 
-    def loss(params, xs):
-        return _mean_square(recurrent.unroll(cell, params, xs)[1])
+        def loss(params, xs):
+            ys = recurrent.stack(cell, params, xs, lengths=lengths, bidirectional=True)[1]
+            return _masked_mean_square(ys, lengths)
+    else:
+        params = cell.init(jax.random.key(0), D, H)
+
+        def loss(params, xs):
+            return _mean_square(recurrent.unroll(cell, params, xs)[1])
 
     grad = jax.jit(jax.grad(loss))
     return lambda: jax.block_until_ready(grad(params, xs))
 
 
-def flax_step(name: str, B, T, D, H):
-    make = nn.OptimizedLSTMCell if name == "lstm" else nn.GRUCell
-    model = nn.RNN(make(features=H))
-    k_p, k_x = jax.random.split(jax.random.key(0))
-    xs = jax.random.normal(k_x, (B, T, D))
-    variables = model.init(k_p, xs)
+class FlaxEncoder(nn.Module):
+    """Two bidirectional LSTM layers, outputs [B, T, 2H]."""
 
-    def loss(variables, xs):
-        return _mean_square(model.apply(variables, xs))
+    hidden_size: int
+
+    @nn.compact
+    def __call__(self, xs, seq_lengths):
+        for _ in range(2):
+            forward, backward = (nn.RNN(nn.OptimizedLSTMCell(self.hidden_size)) for _ in "fb")
+            xs = nn.Bidirectional(forward, backward)(xs, seq_lengths=seq_lengths)
+        return xs
+
+
+def flax_step(name: str, B, T, D, H, lengths=None):
+    xs = _inputs(B, T, D)
+    if name == ENCODER:
+        model, lengths = FlaxEncoder(H), jnp.asarray(lengths)
+        variables = model.init(jax.random.key(0), xs, lengths)
+
+        def loss(variables, xs):
+            return _masked_mean_square(model.apply(variables, xs, lengths), lengths)
+    else:
+        model = nn.RNN((nn.OptimizedLSTMCell if name == "lstm" else nn.GRUCell)(features=H))
+        variables = model.init(jax.random.key(0), xs)
+
+        def loss(variables, xs):
+            return _mean_square(model.apply(variables, xs))
 
     grad = jax.jit(jax.grad(loss))
     return lambda: jax.block_until_ready(grad(variables, xs))
 
 
-def torch_step(name: str, B, T, D, H):
+def torch_step(name: str, B, T, D, H, lengths=None):
     torch.manual_seed(0)
-    model = (torch.nn.LSTM if name == "lstm" else torch.nn.GRU)(D, H, batch_first=True)
     xs = torch.randn(B, T, D)
+    if name == ENCODER:
+        model = torch.nn.LSTM(D, H, num_layers=2, bidirectional=True, batch_first=True)
+        lengths = torch.as_tensor(lengths)
+        pack = torch.nn.utils.rnn.pack_padded_sequence
+
+        def loss():
+            packed = pack(xs, lengths, batch_first=True, enforce_sorted=False)
+            return model(packed)[0].data.pow(2).mean()  # .data: [sum(lengths), 2H], real steps
+    else:
+        model = (torch.nn.LSTM if name == "lstm" else torch.nn.GRU)(D, H, batch_first=True)
+
+        def loss():
+            return model(xs)[0].pow(2).mean()
 
     def step():
         for p in model.parameters():
             p.grad = None
-        ys, _ = model(xs)
-        ys.pow(2).mean().backward()
+        loss().backward()
 
     return step
 
 
-def bench_size(name: str, size, rounds: int, autodiff: bool) -> dict:
+def equinox_step(name: str, B, T, D, H, lengths=None):
+    lstm = name == "lstm"
+    cell = (eqx.nn.LSTMCell if lstm else eqx.nn.GRUCell)(D, H, key=jax.random.key(0))
+
+    def run(cell, xs):  # one sequence, [T, D] -> [T, H]: Equinox cells are unbatched
+        def body(carry, x):
+            carry = cell(x, carry)
+            return carry, (carry[0] if lstm else carry)
+
+        zeros = jnp.zeros(H)
+        return jax.lax.scan(body, (zeros, zeros) if lstm else zeros, xs)[1]
+
+    def loss(cell, xs):
+        return _mean_square(jax.vmap(run, in_axes=(None, 0))(cell, xs))
+
+    grad = eqx.filter_jit(eqx.filter_grad(loss))
+    xs = _inputs(B, T, D)
+    return lambda: jax.block_until_ready(grad(cell, xs))
+
+
+def keras_step(name: str, B, T, D, H, lengths=None):
+    layer = (keras.layers.LSTM if name == "lstm" else keras.layers.GRU)(H, return_sequences=True)
+    model = keras.Sequential([keras.Input((T, D)), layer])
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+
+    def loss(trainable, non_trainable, xs):
+        ys, non_trainable = model.stateless_call(trainable, non_trainable, xs, training=True)
+        return _mean_square(ys), non_trainable
+
+    grad = jax.jit(jax.grad(loss, has_aux=True))
+    xs = _inputs(B, T, D)
+    return lambda: jax.block_until_ready(grad(trainable, non_trainable, xs))
+
+
+STEPS = {"flax": flax_step, "torch": torch_step, "equinox": equinox_step, "keras": keras_step}
+ENCODER_PEERS = ("flax", "torch")
+
+
+# --- measuring -------------------------------------------------------------------------------
+
+
+def bench_size(name: str, size, rounds: int, autodiff: bool, peers) -> dict:
     B, T, D, H = size
-    steps = {"rnnlab": rnnlab_step(name, *size), "flax": flax_step(name, *size)}
+    lengths = encoder_lengths(B, T) if name == ENCODER else None
+    steps = {"rnnlab": rnnlab_step(name, *size, lengths)}
     if autodiff:
-        steps["rnnlab_autodiff"] = rnnlab_step(name, *size, fused=False)
-    if torch is not None:
-        steps["torch"] = torch_step(name, *size)
+        steps["rnnlab_autodiff"] = rnnlab_step(name, *size, lengths, fused=False)
+    failed = {}
+    for peer in peers:
+        if name != ENCODER or peer in ENCODER_PEERS:
+            try:
+                steps[peer] = STEPS[peer](name, *size, lengths)
+                steps[peer]()  # compiles
+            except Exception as e:  # a peer's failure is reported in the row, not fatal
+                failed[peer] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+                steps.pop(peer, None)
     for step in steps.values():  # compile and warm up
         step()
         step()
@@ -141,74 +312,264 @@ def bench_size(name: str, size, rounds: int, autodiff: bool) -> dict:
         for k, step in steps.items():
             times[k].append(_time(step))
     median = {k: 1e3 * statistics.median(v) for k, v in times.items()}
-    result = {
-        "cell": name,
-        "B": B,
-        "T": T,
-        "D": D,
-        "H": H,
-        "median_ms": {k: round(v, 3) for k, v in median.items()},
-        "min_ms": {k: round(1e3 * min(v), 3) for k, v in times.items()},
-        "ratio_rnnlab_flax": round(median["rnnlab"] / median["flax"], 3),
-    }
-    if "torch" in median:
-        result["ratio_rnnlab_torch"] = round(median["rnnlab"] / median["torch"], 3)
-    if "rnnlab_autodiff" in median:
-        result["ratio_rnnlab_autodiff"] = round(median["rnnlab"] / median["rnnlab_autodiff"], 3)
-    result["gflop"] = round(needed_flops(name, *size) / 1e9, 3)
+    result = {"cell": name, "B": B, "T": T, "D": D, "H": H}
+    if lengths is not None:
+        result["lengths_sum"] = int(lengths.sum())
+        result["target_ratio_rnnlab_torch"] = ENCODER_TARGET
+    result["median_ms"] = {k: round(v, 3) for k, v in median.items()}
+    result["min_ms"] = {k: round(1e3 * min(v), 3) for k, v in times.items()}
+    for k in median:
+        if k != "rnnlab":
+            result[f"ratio_rnnlab_{k.removeprefix('rnnlab_')}"] = round(
+                median["rnnlab"] / median[k], 3
+            )
+    if failed:
+        result["failed"] = failed
+    result["gflop"] = round(needed_flops(name, *size, lengths) / 1e9, 3)
     return result
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cells", default="lstm,gru", help="comma-separated: lstm, gru, gru_paper")
-    parser.add_argument("--sizes", nargs="*", help="B,T,D,H each; default: the issue's three")
-    parser.add_argument("--rounds", type=int, default=15, help="timed calls per contender")
-    parser.add_argument("--autodiff", action="store_true", help="also time plain autodiff")
-    args = parser.parse_args()
-    sizes = [tuple(int(v) for v in s.split(",")) for s in args.sizes] if args.sizes else SIZES
-    if torch is not None:
-        torch.set_num_threads(os.cpu_count() or 1)
+def plan(args) -> list[tuple[str, tuple]]:
+    """(cell, (B, T, D, H)) in the order they are measured."""
+    names = args.cells.split(",")
+    if args.sweep_axis:
+        base = args.sizes[0] if args.sizes else SIZES[1]
+        index = "BTDH".index(args.sweep_axis)
+        values = args.sweep_values or SWEEPS[args.sweep_axis]
+        return [(n, base[:index] + (v,) + base[index + 1 :]) for n in names for v in values]
+    if args.sizes:
+        return [(n, s) for n in names for s in args.sizes]
+    return [(n, s) for n in names for s in (ENCODER_SIZES if n == ENCODER else SIZES)]
 
+
+def measure(args) -> dict:
+    """One process's measurements: every planned (cell, size) and the GEMM rate."""
+    if torch is not None:
+        torch.set_num_threads(args.torch_threads)
     rate = gemm_gflops()
     results = []
-    for name in args.cells.split(","):
-        for size in sizes:
-            r = bench_size(name, size, args.rounds, args.autodiff)
-            roofline_ms = 1e3 * r["gflop"] / rate
-            r["roofline_ms"] = round(roofline_ms, 3)
-            r["roofline_ratio"] = round(r["median_ms"]["rnnlab"] / roofline_ms, 2)
-            results.append(r)
-    report = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+    for name, size in plan(args):
+        r = bench_size(name, size, args.rounds, args.autodiff, args.peers)
+        roofline_ms = 1e3 * r["gflop"] / rate
+        r["roofline_ms"] = round(roofline_ms, 3)
+        r["roofline_ratio"] = round(r["median_ms"]["rnnlab"] / roofline_ms, 2)
+        r["roofline_ratios"] = {k: round(v / roofline_ms, 2) for k, v in r["median_ms"].items()}
+        results.append(r)
+        print(f"  {name} {size}: {r['median_ms']}", file=sys.stderr, flush=True)
+    return {
+        "malloc_env": {k: os.environ.get(k) for k in MALLOC_ENV},
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "load_average": [round(v, 2) for v in os.getloadavg()],  # others' load skews timings
-        "versions": {
-            "jax": jax.__version__,
-            "flax": flax.__version__,
-            "torch": None if torch is None else torch.__version__,
-            "numpy": np.__version__,
-        },
-        "rounds": args.rounds,
+        "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "gemm_gflops": round(rate, 1),
         "results": results,
     }
-    print(json.dumps(report, indent=1))
-    print_table(results)
 
 
-def print_table(results):
-    names = ["rnnlab", "flax", "torch", "rnnlab_autodiff"]
+def run_in_subprocess(mode: str, argv: list[str]) -> dict:
+    """``measure`` in a fresh interpreter with MALLOC_ENV set ("on") or removed ("off")."""
+    env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
+    if mode == "on":
+        env.update(MALLOC_ENV)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see the module docstring
+    print(f"malloc {mode} ({MALLOC_MODES[mode]}):", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "run.json")
+        cmd = [sys.executable, os.path.abspath(__file__), *argv, "--worker", path]
+        subprocess.run(cmd, env=env, check=True)
+        with open(path) as f:
+            return json.load(f)
+
+
+def machine() -> dict:
+    model = platform.processor() or platform.machine()
+    mem = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if "model name" in ln), model)
+        with open("/proc/meminfo") as f:
+            mem = round(int(f.readline().split()[1]) / 2**20, 1)  # MemTotal, kB -> GiB
+    except OSError:
+        pass
+    try:
+        glibc = os.confstr("CS_GNU_LIBC_VERSION")
+    except (AttributeError, ValueError, OSError):  # not glibc
+        glibc = None
+    return {
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "memory_gib": mem,
+        "os": platform.platform(),
+        "libc": glibc,
+        "python": platform.python_version(),
+    }
+
+
+def versions() -> dict:
+    out = {}
+    for dist in ("rnnlab", "jax", "jaxlib", "flax", "numpy", "torch", "equinox", "keras"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+# --- output ------------------------------------------------------------------------------------
+
+
+def print_table(results, title: str):
+    names = ["rnnlab", "flax", "torch", "equinox", "keras", "rnnlab_autodiff"]
     present = [n for n in names if any(n in r["median_ms"] for r in results)]
-    header = f"{'cell':5} {'B,T,D,H':>16} " + " ".join(f"{n + ' ms':>18}" for n in present)
-    print("\n" + header + f" {'/flax':>7} {'/torch':>7} {'roofline':>8}")
+    labels = [n.removeprefix("rnnlab_") for n in present]
+    ms_cols = [max(9, len(n) + 3) for n in labels]
+    print(f"\n{title}\n{'cell':9} {'B,T,D,H':>16} ", end="")
+    print(" ".join(f"{n + ' ms':>{w}}" for n, w in zip(labels, ms_cols)), end=" ")
+    print(" ".join(f"{'/' + n:>{max(7, len(n) + 1)}}" for n in labels[1:]), f"{'roofline':>8}")
     for r in results:
         size = f"{r['B']},{r['T']},{r['D']},{r['H']}"
-        cols = " ".join(f"{r['median_ms'].get(n, float('nan')):18.2f}" for n in present)
-        torch_ratio = r.get("ratio_rnnlab_torch", float("nan"))
-        print(
-            f"{r['cell']:5} {size:>16} {cols} {r['ratio_rnnlab_flax']:7.3f} {torch_ratio:7.3f} "
-            f"{r['roofline_ratio']:8.2f}"
+        ms = " ".join(
+            f"{r['median_ms'].get(n, float('nan')):{w}.2f}" for n, w in zip(present, ms_cols)
         )
+        ratios = " ".join(
+            f"{r.get('ratio_rnnlab_' + n, float('nan')):{max(7, len(n) + 1)}.3f}"
+            for n in labels[1:]
+        )
+        print(f"{r['cell']:9} {size:>16} {ms} {ratios} {r['roofline_ratio']:8.2f}")
+        for peer, why in r.get("failed", {}).items():
+            print(f"    {peer} failed: {why}")
+    if any(r["cell"] == ENCODER for r in results):
+        print(f"    {ENCODER} target: rnnlab/torch <= {ENCODER_TARGET}")
+
+
+def print_malloc_ratio(runs):
+    """Median ms with MALLOC_ENV / without, per row and contender (< 1: the variables help)."""
+    print("\nmalloc on / off (median ms with MALLOC_ENV over median ms with glibc defaults)")
+    for on, off in zip(runs["on"]["results"], runs["off"]["results"]):
+        size = f"{on['B']},{on['T']},{on['D']},{on['H']}"
+        cols = "  ".join(
+            f"{k} {v / off['median_ms'][k]:.3f}"
+            for k, v in on["median_ms"].items()
+            if k in off["median_ms"]
+        )
+        print(f"{on['cell']:9} {size:>16}  {cols}")
+
+
+def plot(report: dict, path: str):
+    """ms per step against the swept size, one panel per cell, one colour per contender."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    axis, runs = report["sweep"]["axis"], report["runs"]
+    names = list(dict.fromkeys(r["cell"] for run in runs.values() for r in run["results"]))
+    fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4.5), squeeze=False)
+    colours, styles = {}, {"on": "-", "off": "--"}
+    for ax, name in zip(axes[0], names):
+        for i, (mode, run) in enumerate(runs.items()):
+            rows = [r for r in run["results"] if r["cell"] == name]
+            for k in dict.fromkeys(k for r in rows for k in r["median_ms"]):
+                pts = [(r[axis], r["median_ms"][k]) for r in rows if k in r["median_ms"]]
+                colour = colours.setdefault(k, f"C{len(colours)}")
+                label = k if i == 0 else None  # one legend entry per contender
+                ax.plot(*zip(*pts), styles[mode], color=colour, marker="o", label=label)
+        fixed = ", ".join(f"{a}={rows[0][a]}" for a in "BTDH" if a != axis)
+        lines = " / ".join(f"{styles[m]} malloc {m}" for m in runs)
+        ax.set(xscale="log", yscale="log", xlabel=AXIS_LABELS[axis])
+        ax.set_xticks(report["sweep"]["values"], [str(v) for v in report["sweep"]["values"]])
+        ax.set_xticks([], minor=True)
+        ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # 1, 2, 5, 10, 20, ... ms
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set(ylabel="ms per training step (median)", title=f"{name}: step time vs {axis}")
+        text = f"{fixed}, float32\n{lines}"
+        ax.text(0.02, 0.98, text, transform=ax.transAxes, va="top", fontsize=8)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{report['machine']['cpu']}, {report['machine']['cpus']} CPUs", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cells", default="lstm,gru", help=f"comma-separated: {', '.join(CELLS)}")
+    parser.add_argument("--encoder", action="store_true", help=f"same as --cells {ENCODER}")
+    parser.add_argument("--sizes", nargs="*", help="B,T,D,H each; default: the issue's sizes")
+    parser.add_argument("--rounds", type=int, default=15, help="timed calls per contender")
+    parser.add_argument("--autodiff", action="store_true", help="also time plain autodiff")
+    present = [k for k, v in PEERS.items() if v is not None]
+    parser.add_argument("--peers", default=",".join(present), help="comma-separated peers")
+    parser.add_argument(
+        "--torch-threads", type=int, default=os.cpu_count() or 1, help="default: all CPUs"
+    )
+    parser.add_argument("--sweep-axis", choices=tuple(SWEEPS), help="time over a range of T|B|H")
+    parser.add_argument("--sweep-values", help="comma-separated sizes; default: SWEEPS[axis]")
+    parser.add_argument("--plot", help="with --sweep-axis: write the plot here (PNG)")
+    parser.add_argument("--malloc", choices=("both", "on", "off"), default="both")
+    parser.add_argument("--json", help="write the full report here (else print it)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # a child: write its run here
+    args = parser.parse_args(argv)
+    if args.encoder:
+        args.cells = ENCODER
+    for name in args.cells.split(","):
+        if name not in CELLS:
+            parser.error(f"--cells: unknown cell {name!r}; known: {', '.join(CELLS)}")
+    args.peers = [p for p in args.peers.split(",") if p]
+    for p in args.peers:
+        if p not in PEERS:
+            parser.error(f"--peers: unknown peer {p!r}; known: {', '.join(PEERS)}")
+        if PEERS[p] is None:
+            parser.error(f"--peers: {p} is not installed (RNNLAB_EXTRAS=test,bench)")
+    try:
+        args.sizes = [tuple(int(v) for v in s.split(",")) for s in args.sizes or ()]
+        args.sweep_values = (
+            [int(v) for v in args.sweep_values.split(",")] if args.sweep_values else None
+        )
+    except ValueError as e:
+        parser.error(f"--sizes / --sweep-values: expected integers: {e}")
+    if any(len(s) != 4 or min(s) < 1 for s in args.sizes):
+        parser.error(f"--sizes: expected positive B,T,D,H each, got {args.sizes}")
+    if (args.sweep_values or args.plot) and not args.sweep_axis:
+        parser.error("--sweep-values and --plot need --sweep-axis")
+    return args
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.worker:  # a child process: measure, write, no table
+        with open(args.worker, "w") as f:
+            json.dump(measure(args), f)
+        return
+    modes = ("on", "off") if args.malloc == "both" else (args.malloc,)
+    runs = {mode: run_in_subprocess(mode, argv) for mode in modes}
+    report = {"machine": machine(), "versions": versions(), "command": argv}
+    report |= {"torch_threads": args.torch_threads if torch is not None else None}
+    report |= {"rounds": args.rounds, "malloc": {m: MALLOC_MODES[m] for m in modes}, "runs": runs}
+    if args.sweep_axis:
+        values = sorted({r[args.sweep_axis] for r in runs[modes[0]]["results"]})
+        report["sweep"] = {"axis": args.sweep_axis, "values": values}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    else:
+        print(json.dumps(report, indent=1))
+    found = ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v)
+    print(f"\n{report['machine']['cpu']}, {report['machine']['cpus']} CPUs; {found}")
+    for mode, run in runs.items():
+        rate, load = run["gemm_gflops"], run["load_average"]
+        title = f"malloc {mode}: {MALLOC_MODES[mode]}; GEMM {rate} GFLOP/s, load average {load}"
+        print_table(run["results"], title)
+    if len(runs) == 2:
+        print_malloc_ratio(runs)
+    if args.plot:
+        plot(report, args.plot)
+    for path in (args.json, args.plot):
+        if path:
+            print(f"wrote {path}")
 
 
 if __name__ == "__main__":
