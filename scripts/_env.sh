@@ -15,10 +15,9 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "$WANT" > "$STAMP"
 fi
 export PATH="$ROOT/.venv/bin:$PATH"
-# glibc malloc keeps freed memory, so XLA's per-step temporaries are not page-faulted in afresh
-# every step (see experiments/_cli.py, MALLOC_ENV). RNNLAB_MALLOC=0 turns it off.
+# glibc malloc puts its large blocks on transparent huge pages, so XLA's per-step temporaries are
+# page-faulted in 2 MiB at a time, not 4 KiB (see experiments/_cli.py, MALLOC_ENV). RNNLAB_MALLOC=0
+# turns it off; a GLIBC_TUNABLES already set is kept.
 if [ "${RNNLAB_MALLOC:-1}" != "0" ]; then
-  export MALLOC_MMAP_MAX_="${MALLOC_MMAP_MAX_:-0}"
-  export MALLOC_TRIM_THRESHOLD_="${MALLOC_TRIM_THRESHOLD_:-1073741824}"
-  export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-1}"
+  export GLIBC_TUNABLES="${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}"
 fi

@@ -38,13 +38,13 @@ hits them alike; the medians over rounds are reported, with the ratios rnnlab/pe
 the middle size, 64,100,256,256), and ``--plot`` draws ms per step against it (log axes).
 
 ``--malloc both`` (the default) runs the measurements twice, each in a fresh process, since glibc
-reads its variables only at start-up: "on" with experiments/_cli.py's ``MALLOC_ENV`` (glibc keeps
-freed memory), "off" with glibc's defaults; the JSON has both under ``runs``, the output a table
-each and their ratio. The two runs are minutes apart, so load changes between them more than
+reads its variables only at start-up: "on" with experiments/_cli.py's ``MALLOC_ENV`` (malloc's large
+blocks on huge pages), "off" with glibc's defaults; the JSON has both under ``runs``, the output a
+table each and their ratio. The two runs are minutes apart, so load changes between them more than
 between interleaved contenders. Both set ``OMP_WAIT_POLICY=PASSIVE`` unless it is set: torch's
-OpenMP threads otherwise spin at each barrier, which on a loaded machine made a torch step up to
-40x slower and takes cores from the contender that runs next (XLA does not use OpenMP). torch
-runs on ``--torch-threads`` (default: all CPUs).
+OpenMP threads otherwise spin at each barrier, which on a loaded machine made a torch step up to 40x
+slower and takes cores from the contender that runs next (XLA does not use OpenMP). torch runs on
+``--torch-threads`` (default: all CPUs).
 
 Roofline: the FLOPs a step needs are those of its GEMMs, for a gated cell with k gates
 (k = 4 LSTM, 3 GRU)
@@ -117,7 +117,7 @@ SWEEPS = {
     "H": (64, 128, 256, 512, 1024),
 }
 AXIS_LABELS = {"T": "T, time steps", "B": "B, batch size", "H": "H, hidden units (D fixed)"}
-MALLOC_MODES = {"on": "MALLOC_ENV set (glibc keeps freed memory)", "off": "glibc defaults"}
+MALLOC_MODES = {"on": "MALLOC_ENV set (glibc malloc on huge pages)", "off": "glibc defaults"}
 
 
 def needed_flops(cell: str, B, T, D, H, lengths=None) -> int:

@@ -27,14 +27,15 @@ peak resident memory is its own; the parent collects one JSON line from each. Me
                   second's worth, at most 30) after one warm-up call, each ended by
                   block_until_ready (``min_ms`` in the JSON).
 
-The children run with glibc's allocator told to keep freed memory (experiments/_cli.py,
-MALLOC_ENV: no mmap for large blocks, no trimming), as rnnlab's launchers do, unless
-RNNLAB_MALLOC=0; the first line of the output says which. With it, rss_step was measured at 1 to
-3 times xla_temp, varying from run to run: in the one-arena heap that never returns memory, the
-temporaries freed by one call are not always reused whole by the next (at T = 1000 without
-remat, 156, 313, then 467 MiB after the first three calls of one run; 156 MiB until the seventh
-call of another). With RNNLAB_MALLOC=0 (large blocks mmap-ed and unmapped), rss_step is
-xla_temp plus a few MiB: run it so for the memory the step itself needs.
+The children run with rnnlab's allocator setting (experiments/_cli.py, MALLOC_ENV: glibc puts
+its large blocks on transparent huge pages), as rnnlab's launchers do, unless RNNLAB_MALLOC=0; the
+first line of the output says which. Either way glibc mmaps each large block and unmaps it on
+free, so rss_step is about xla_temp (T = 3000 without remat, xla_temp 469 MiB: rss_step 424 to 484
+MiB with the setting, 484 to 497 without). The setting used before, MALLOC_MMAP_MAX_=0,
+MALLOC_TRIM_THRESHOLD_=1 GiB and MALLOC_ARENA_MAX=1 (one heap that never returns memory), left
+rss_step at 1 to 3 times xla_temp, varying from run to run: the temporaries freed by one call were
+not always reused whole by the next (at T = 1000 without remat, 156, 313, then 467 MiB after the
+first three calls of one run; 156 MiB until the seventh call of another).
 
 What to expect (xla_temp of the LSTM, D = H = 128, T = 400 to 3200, measured): without remat,
 (D + 19H) floats per step and batch row, 7H of them the residuals the fused forward saves (h',
@@ -186,7 +187,7 @@ def child_env() -> tuple[dict[str, str], str]:
     for key, value in MALLOC_ENV.items():
         env.setdefault(key, value)
     setting = " ".join(f"{k}={env[k]}" for k in MALLOC_ENV)
-    return env, f"glibc malloc keeps freed memory in the children ({setting}); RNNLAB_MALLOC=0: off"
+    return env, f"children use rnnlab's allocator setting ({setting}); RNNLAB_MALLOC=0: off"
 
 
 def run_child(env, name, B, T, D, H, remat, reps) -> dict:

@@ -1,4 +1,4 @@
-"""The launchers run with glibc malloc keeping freed memory (experiments/_cli.py, MALLOC_ENV)."""
+"""The launchers run glibc malloc on transparent huge pages (experiments/_cli.py, MALLOC_ENV)."""
 
 import json
 import os
@@ -84,13 +84,13 @@ def test_variables_already_set_are_kept_and_need_no_reexec(monkeypatch):
 
 
 @glibc_only
-def test_reexec_adds_only_missing_variables_and_keeps_the_command_line(monkeypatch):
+def test_reexec_adds_the_variables_and_keeps_the_command_line(monkeypatch):
     calls = []
     monkeypatch.setattr(os, "execve", _fake_execve(calls))
     for k in NAMES:
         monkeypatch.delenv(k, raising=False)
     monkeypatch.delenv("RNNLAB_MALLOC", raising=False)
-    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")  # the user's own allocator settings travel on
     # A replayable command line, as `python path/to/entry.py --flag` gives (under pytest-xdist
     # the worker's own command line is not one).
     monkeypatch.setattr(sys, "argv", [__file__, "--workdir=x"])
@@ -99,8 +99,46 @@ def test_reexec_adds_only_missing_variables_and_keeps_the_command_line(monkeypat
         _cli.reexec_with_malloc_env()
     ((path, args, env),) = calls
     assert path == sys.executable and args == [sys.executable, *sys.orig_argv[1:]]
-    assert env["MALLOC_ARENA_MAX"] == "4" and env["MALLOC_MMAP_MAX_"] == "0"
-    assert env["RNNLAB_MALLOC_REEXEC"] == "1"
+    assert {k: env[k] for k in _cli.MALLOC_ENV} == _cli.MALLOC_ENV
+    assert env["MALLOC_ARENA_MAX"] == "4" and env["RNNLAB_MALLOC_REEXEC"] == "1"
+
+
+# Allocates a 64 MiB block (glibc mmaps it) and prints the VmFlags of the mapping that holds it.
+PROBE = """
+import ctypes, re
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+address = libc.malloc(64 << 20)
+inside = False
+for line in open("/proc/self/smaps"):
+    span = re.match(r"([0-9a-f]+)-([0-9a-f]+) ", line)
+    if span:
+        inside = int(span[1], 16) <= address < int(span[2], 16)
+    elif inside and line.startswith("VmFlags:"):
+        print(line)
+"""
+
+
+def _vm_flags(**env):
+    clean = {k: v for k, v in os.environ.items() if k not in NAMES}
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], env={**clean, **env}, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()[1:]
+
+
+def _glibc_version() -> tuple[int, ...]:
+    return tuple(int(n) for n in os.confstr("CS_GNU_LIBC_VERSION").split()[1].split(".")[:2])
+
+
+@pytest.mark.skipif(
+    not _cli._is_glibc() or _glibc_version() < (2, 35) or _cli._thp_mode() != "madvise",
+    reason="glibc.malloc.hugetlb (glibc >= 2.35) advises huge pages only in THP mode madvise",
+)
+def test_malloc_env_advises_huge_pages_for_large_blocks():
+    assert "hg" in _vm_flags(**_cli.MALLOC_ENV)  # MADV_HUGEPAGE
+    assert "hg" not in _vm_flags()
 
 
 def test_main_with_explicit_argv_never_reexecs(monkeypatch, tmp_path):
