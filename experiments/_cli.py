@@ -138,6 +138,29 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+# XLA:CPU's Eigen thread pool can wedge for good (every thread in a futex wait, no error) on
+# vmapped training steps: scripts/bench_sweeps.py's vmap sweep of 15 LSTMs hung on 1 and on 2
+# devices, with and without async dispatch, and ran with this flag (also reported downstream,
+# PyAutoLabs/PyAutoFit#1530). It costs nothing measurable here: the matmuls run in YNNPACK
+# fusions with threads of their own (LSTM step at B, T, D, H = 32, 128, 512, 512: 356 and 354 ms).
+XLA_CPU_FLAG = "--xla_cpu_multi_thread_eigen=false"
+
+
+def add_xla_cpu_flag(environ=None) -> bool:
+    """Appends ``XLA_CPU_FLAG`` to XLA_FLAGS unless it already sets multi_thread_eigen.
+
+    Takes effect if no JAX computation has run yet (XLA reads the flags when the backend starts).
+    Returns whether it added the flag. Setting ``--xla_cpu_multi_thread_eigen=true`` yourself
+    keeps Eigen's threads.
+    """
+    environ = os.environ if environ is None else environ
+    flags_now = environ.get("XLA_FLAGS", "")
+    if "xla_cpu_multi_thread_eigen" in flags_now:
+        return False
+    environ["XLA_FLAGS"] = f"{flags_now} {XLA_CPU_FLAG}".strip()
+    return True
+
+
 class UsageError(ValueError):
     """A config value an experiment refuses, raised before anything is compiled or written."""
 
@@ -204,6 +227,7 @@ def main(
     """
     if argv is None:
         reexec_with_malloc_env()
+    add_xla_cpu_flag()
     devices_set = None if cpu_devices is None else use_cpu_devices(cpu_devices)
     argv = list(sys.argv if argv is None else argv)
     if name is None:

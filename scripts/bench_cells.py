@@ -79,8 +79,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._cli import MALLOC_ENV
+from experiments._cli import MALLOC_ENV, add_xla_cpu_flag
 from rnnlab import cells, recurrent
+
+add_xla_cpu_flag()  # before any JAX computation; see experiments/_cli.py
 
 try:
     import torch

@@ -65,3 +65,16 @@ def test_a_bad_rnnlab_cpu_devices_is_a_one_line_error(tmp_path):
     proc = _launch(tmp_path, RNNLAB_CPU_DEVICES="two")
     assert proc.returncode == 2
     assert "error: RNNLAB_CPU_DEVICES='two': expected a positive integer" in proc.stderr
+
+
+def test_the_eigen_flag_is_added_once_and_an_explicit_choice_is_kept():
+    from experiments import _cli
+
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    assert _cli.add_xla_cpu_flag(env)
+    assert env["XLA_FLAGS"] == f"--xla_force_host_platform_device_count=2 {_cli.XLA_CPU_FLAG}"
+    assert not _cli.add_xla_cpu_flag(env)  # already there
+    mine = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=true"}
+    assert not _cli.add_xla_cpu_flag(mine) and mine["XLA_FLAGS"].endswith("=true")
+    empty: dict = {}
+    assert _cli.add_xla_cpu_flag(empty) and empty["XLA_FLAGS"] == _cli.XLA_CPU_FLAG

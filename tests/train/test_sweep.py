@@ -160,6 +160,8 @@ def test_strategy_names_parse_and_auto_follows_the_backend():
     assert sweep.resolve("auto", backend="gpu") == "vmap"
     assert sweep.resolve("auto", backend="cpu", devices=[0]) == "map"
     assert sweep.resolve("auto", backend="cpu", devices=[0, 1]) == "sharded"
+    assert sweep.resolve("auto", backend="cpu", devices=[0, 1], num_models=4) == "sharded"
+    assert sweep.resolve("auto", backend="cpu", devices=[0, 1], num_models=3) == "map"
     with pytest.raises(ValueError, match="strategy='vmap:x'"):
         sweep.step_models(lambda s, h: (s, {}), {"a": jnp.zeros(2)}, "vmap:x")
 
