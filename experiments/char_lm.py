@@ -34,7 +34,7 @@ from absl import logging
 from experiments import _cli
 from experiments.long_memory import parse_options
 from rnnlab import cells
-from rnnlab.analysis import text_features, visualize
+from rnnlab.analysis import figures, text_features, visualize
 from rnnlab.data import text
 from rnnlab.data.tfds_source import DatasetNotPreparedError
 from rnnlab.models import lm
@@ -423,27 +423,16 @@ def visualise(workdir: Path, config, spec: lm.LMSpec, params, data: Data) -> lis
 
 def plot(workdir: Path, unigram: float, config) -> Path:
     """learning_curve.png: train and validation bpc against the step, with the unigram line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    records = writers.read_metrics(workdir)
-    steps = [r["step"] for r in records]
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
-    ax.plot(steps, [r["bpc"] for r in records], label="train (last batch)", lw=1, alpha=0.6)
-    ax.plot(steps, [r.get("eval_bpc", np.nan) for r in records], label="valid", lw=1.5)
-    ax.axhline(unigram, color="gray", ls="--", lw=1, label="unigram (valid)")
-    ax.set_xlabel("step")
-    ax.set_ylabel("bits per character")
-    ax.set_ylim(bottom=0)
-    ax.set_title(f"{config.cell} {config.hidden_size} on {config.corpus}")
-    ax.legend(frameon=False)
-    fig.tight_layout()
-    path = workdir / "learning_curve.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return figures.learning_curve(
+        workdir / "learning_curve.png",
+        writers.read_metrics(workdir),
+        "bpc",
+        "eval_bpc",
+        reference=unigram,
+        labels=("train (last batch)", "valid", "unigram (valid)"),
+        ylabel="bits per character",
+        title=f"{config.cell} {config.hidden_size} on {config.corpus}",
+    )
 
 
 def sample(config, workdir: str) -> str:

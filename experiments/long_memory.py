@@ -15,11 +15,11 @@ import json
 from pathlib import Path
 
 import jax
-import numpy as np
 from absl import logging
 
 from experiments import _cli
 from rnnlab import cells
+from rnnlab.analysis import figures
 from rnnlab.data import tasks
 from rnnlab.models import sequence
 from rnnlab.train import loop, parallel, state, step, writers
@@ -187,27 +187,17 @@ def summarize(workdir: Path, task: tasks.Task, config) -> dict:
 
 def plot(workdir: Path, task: tasks.Task, config) -> Path:
     """learning_curve.png: train and eval loss against the step, with the baseline."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    records = writers.read_metrics(workdir)
-    steps = [r["step"] for r in records]
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
-    ax.plot(steps, [r["loss"] for r in records], label="train", lw=1, alpha=0.6)
-    ax.plot(steps, [r.get("eval_loss", np.nan) for r in records], label="eval", lw=1.5)
-    ax.axhline(task.baseline(config.seq_len), color="gray", ls="--", lw=1, label="baseline")
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_title(f"{config.cell} on {task.name}, T={config.seq_len}")
-    ax.legend(frameon=False)
-    fig.tight_layout()
-    path = workdir / "learning_curve.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return figures.learning_curve(
+        workdir / "learning_curve.png",
+        writers.read_metrics(workdir),
+        "loss",
+        "eval_loss",
+        reference=task.baseline(config.seq_len),
+        labels=("train", "eval", "baseline"),
+        ylabel="loss",
+        title=f"{config.cell} on {task.name}, T={config.seq_len}",
+        log_y=True,
+    )
 
 
 def report(workdir: str) -> str:

@@ -1,4 +1,6 @@
-"""PNG figures for the gradient-flow study (matplotlib, Agg backend; no display needed).
+"""PNG figures of the studies (matplotlib, Agg backend; no display needed).
+
+    learning_curve  a training metric and its eval against the step, with a reference line
 
     lag_curves   ||dL/dh_t|| against lag, one panel per cell, one line per recurrent scale
     rates        fitted per-step rate against log(rho), with the theory
@@ -39,6 +41,41 @@ def _save(fig, path) -> Path:
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def learning_curve(
+    path,
+    records: list[dict],
+    train_key: str,
+    eval_key: str,
+    *,
+    reference: float,
+    labels: tuple[str, str, str],
+    ylabel: str,
+    title: str,
+    log_y: bool = False,
+) -> Path:
+    """Train and eval curves from metrics.jsonl records, with a horizontal reference line.
+
+    Args:
+        records: ``writers.read_metrics`` rows; a row without ``eval_key`` leaves a gap.
+        labels: the legend entries of the train curve, the eval curve and the reference.
+        log_y: a log y-axis; otherwise it starts at 0.
+    """
+    steps = [r["step"] for r in records]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(steps, [r[train_key] for r in records], label=labels[0], lw=1, alpha=0.6)
+    ax.plot(steps, [r.get(eval_key, np.nan) for r in records], label=labels[1], lw=1.5)
+    ax.axhline(reference, color="gray", ls="--", lw=1, label=labels[2])
+    if log_y:
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(bottom=0)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(frameon=False)
+    return _save(fig, path)
 
 
 def lag_curves(path, lags, curves: dict, theory: dict | None = None, title: str = "") -> Path:
