@@ -26,7 +26,9 @@ Experiments that train sweeps of models (gradient_flow, forget_bias, reproduce) 
 several CPU devices (``cpu_devices``): the "sharded" sweep strategy then runs the models on all
 cores at once (rnnlab.train.sweep; scripts/bench_sweeps.py measures it). A device count the user
 chose (``JAX_NUM_CPU_DEVICES``, ``XLA_FLAGS=--xla_force_host_platform_device_count``) wins, and
-``RNNLAB_CPU_DEVICES=N`` overrides the experiment's choice (1 turns it off).
+``RNNLAB_CPU_DEVICES=N`` overrides the experiment's choice (1 turns it off). The other launchers
+ask for none, but take ``RNNLAB_CPU_DEVICES`` too: their training then splits each batch over the
+devices (rnnlab.train.parallel), which uses the cores that a scan's one thread leaves idle.
 """
 
 from __future__ import annotations
@@ -223,12 +225,15 @@ def main(
         argv: the command line (defaults to ``sys.argv``, and then, on glibc, the process is
             re-executed once with ``MALLOC_ENV``; see the module docstring).
         cpu_devices: CPU devices to ask JAX for (``use_cpu_devices``), e.g. ``cores()`` for
-            sweeps sharded over the cores; None leaves JAX's default of one.
+            sweeps sharded over the cores; None leaves JAX's default of one unless
+            ``RNNLAB_CPU_DEVICES`` asks for more (data-parallel training over the cores).
     """
     if argv is None:
         reexec_with_malloc_env()
     add_xla_cpu_flag()
-    devices_set = None if cpu_devices is None else use_cpu_devices(cpu_devices)
+    devices_set = None
+    if cpu_devices is not None or os.environ.get("RNNLAB_CPU_DEVICES"):
+        devices_set = use_cpu_devices(cpu_devices or 1)  # the variable applies to every launcher
     argv = list(sys.argv if argv is None else argv)
     if name is None:
         spec = getattr(sys.modules.get("__main__"), "__spec__", None)
@@ -275,8 +280,8 @@ def main(
     _log_malloc_env()
     if devices_set is not None:
         logging.info(
-            "%d CPU devices (sweeps shard their models over them); RNNLAB_CPU_DEVICES=1 turns "
-            "this off",
+            "%d CPU devices (sweeps shard their models over them, single-model training its "
+            "batches); RNNLAB_CPU_DEVICES=1 turns this off",
             devices_set,
         )
     return _run(modes[fv.mode], config, workdir, fv)

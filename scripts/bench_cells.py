@@ -23,6 +23,11 @@ float32. Contenders for the cells lstm, gru and gru_paper:
     keras     Keras 3 on its JAX backend: ``keras.layers.LSTM`` / ``GRU`` (return_sequences)
               in a Sequential model, the gradient of ``model.stateless_call`` by ``jax.grad``
               under ``jax.jit``, as the Keras guide to a JAX training loop writes it
+    rnnlab_dp, flax_dp
+              the rnnlab and flax steps data parallel over ``--devices`` CPU devices (default one
+              per core; the script sets JAX_NUM_CPU_DEVICES for its workers unless it is set):
+              the batch split, the gradients averaged (``rnnlab.train.parallel``), one XLA
+              thread per device. The other contenders run on the first device.
 The cell "bilstm2" (``--encoder``) is the translation encoder of rnnlab/models/seq2seq.py: two
 bidirectional LSTM layers (``recurrent.stack(..., bidirectional=True, lengths=...)``) on sequences
 of lengths drawn uniformly from [T/2, T]; the loss is the mean square over the real steps. Its
@@ -41,9 +46,12 @@ the middle size, 64,100,256,256), and ``--plot`` draws ms per step against it (l
 reads its variables only at start-up: "on" with experiments/_cli.py's ``MALLOC_ENV`` (malloc's large
 blocks on huge pages), "off" with glibc's defaults; the JSON has both under ``runs``, the output a
 table each and their ratio. The two runs are minutes apart, so load changes between them more than
-between interleaved contenders. Both set ``OMP_WAIT_POLICY=PASSIVE`` unless it is set: torch's
-OpenMP threads otherwise spin at each barrier, which on a loaded machine made a torch step up to 40x
-slower and takes cores from the contender that runs next (XLA does not use OpenMP). torch runs on
+between interleaved contenders. torch keeps libgomp's default wait policy, as a user runs it,
+unless ``OMP_WAIT_POLICY`` is set. After each call its OpenMP threads spin at their barrier, which
+takes the cores from the contender that runs next: interleaved with torch alone, the largest LSTM
+step took 407 ms, and 354-367 ms with ``OMP_WAIT_POLICY=PASSIVE`` or ``GOMP_SPINCOUNT=0``. Those
+settings slow torch down instead (386 against 353 ms; 33.6 against 17.2 ms at the smallest size).
+Untimed pauses between the calls did not help. torch runs on
 ``--torch-threads`` (default: all CPUs).
 
 Roofline: the FLOPs a step needs are those of its GEMMs, for a gated cell with k gates
@@ -80,7 +88,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments._cli import MALLOC_ENV, add_xla_cpu_flag
+from experiments._cli import cores as _cores
 from rnnlab import cells, recurrent
+from rnnlab.train import parallel
 
 add_xla_cpu_flag()  # before any JAX computation; see experiments/_cli.py
 
@@ -170,7 +180,25 @@ def _inputs(B, T, D):
 # --- the contenders: each returns a function that runs one training step ---------------------
 
 
-def rnnlab_step(name: str, B, T, D, H, lengths=None, fused: bool = True):
+def _step(loss, params, xs, devices: int = 1):
+    """One training step: jit(grad(loss))(params, xs) on one device, or data parallel.
+
+    With ``devices`` > 1 the batch is split over the process's first ``devices`` CPU devices and
+    the gradients averaged, as rnnlab's training loop does it (``parallel.data_parallel_grad``):
+    the same step on all cores, one device (one thread of XLA's) per core.
+    """
+    if devices == 1:
+        grad = jax.jit(jax.grad(loss))
+        return lambda: jax.block_until_ready(grad(params, xs))
+    mesh = parallel.make_mesh(jax.devices()[:devices])
+    parallel.check_batch_size(xs.shape[0], mesh, "B")
+    grad_fn = jax.jit(parallel.data_parallel_grad(lambda p, x, key: (loss(p, x), {}), mesh))
+    params = jax.device_put(params, parallel.replicated(mesh))
+    xs, key = jax.device_put(xs, parallel.batch_sharding(mesh)), jax.random.key(0)
+    return lambda: jax.block_until_ready(grad_fn(params, xs, key))
+
+
+def rnnlab_step(name: str, B, T, D, H, lengths=None, fused: bool = True, devices: int = 1):
     cell = cells.get(CELLS[name][0], **CELLS[name][1])
     if not fused:
         cell = cell.replace(scan=None)  # plain lax.scan over step, differentiated by autodiff
@@ -188,8 +216,7 @@ def rnnlab_step(name: str, B, T, D, H, lengths=None, fused: bool = True):
         def loss(params, xs):
             return _mean_square(recurrent.unroll(cell, params, xs)[1])
 
-    grad = jax.jit(jax.grad(loss))
-    return lambda: jax.block_until_ready(grad(params, xs))
+    return _step(loss, params, xs, devices)
 
 
 class FlaxEncoder(nn.Module):
@@ -205,7 +232,7 @@ class FlaxEncoder(nn.Module):
         return xs
 
 
-def flax_step(name: str, B, T, D, H, lengths=None):
+def flax_step(name: str, B, T, D, H, lengths=None, devices: int = 1):
     xs = _inputs(B, T, D)
     if name == ENCODER:
         model, lengths = FlaxEncoder(H), jnp.asarray(lengths)
@@ -220,8 +247,7 @@ def flax_step(name: str, B, T, D, H, lengths=None):
         def loss(variables, xs):
             return _mean_square(model.apply(variables, xs))
 
-    grad = jax.jit(jax.grad(loss))
-    return lambda: jax.block_until_ready(grad(variables, xs))
+    return _step(loss, variables, xs, devices)
 
 
 def torch_step(name: str, B, T, D, H, lengths=None):
@@ -291,13 +317,23 @@ ENCODER_PEERS = ("flax", "torch")
 # --- measuring -------------------------------------------------------------------------------
 
 
-def bench_size(name: str, size, rounds: int, autodiff: bool, peers) -> dict:
+def bench_size(name: str, size, rounds: int, autodiff: bool, peers, devices: int = 1) -> dict:
     B, T, D, H = size
     lengths = encoder_lengths(B, T) if name == ENCODER else None
     steps = {"rnnlab": rnnlab_step(name, *size, lengths)}
     if autodiff:
         steps["rnnlab_autodiff"] = rnnlab_step(name, *size, lengths, fused=False)
     failed = {}
+    # Data parallel over `devices` CPU devices: rnnlab, and Flax the same way (it is JAX's
+    # sharding, not rnnlab's cells, that spreads the step over the cores).
+    if devices > 1 and name != ENCODER:
+        dp = {"rnnlab_dp": rnnlab_step}
+        dp |= {"flax_dp": flax_step} if "flax" in peers else {}
+        for k, make in dp.items():
+            try:
+                steps[k] = make(name, *size, devices=devices)
+            except ValueError as e:  # B not divisible by the devices
+                failed[k] = str(e)
     for peer in peers:
         if name != ENCODER or peer in ENCODER_PEERS:
             try:
@@ -325,6 +361,10 @@ def bench_size(name: str, size, rounds: int, autodiff: bool, peers) -> dict:
             result[f"ratio_rnnlab_{k.removeprefix('rnnlab_')}"] = round(
                 median["rnnlab"] / median[k], 3
             )
+    if "rnnlab_dp" in median:  # the data-parallel step against the peers' best
+        for k in ("torch", "flax", "flax_dp"):
+            if k in median:
+                result[f"ratio_dp_{k}"] = round(median["rnnlab_dp"] / median[k], 3)
     if failed:
         result["failed"] = failed
     result["gflop"] = round(needed_flops(name, *size, lengths) / 1e9, 3)
@@ -351,7 +391,7 @@ def measure(args) -> dict:
     rate = gemm_gflops()
     results = []
     for name, size in plan(args):
-        r = bench_size(name, size, args.rounds, args.autodiff, args.peers)
+        r = bench_size(name, size, args.rounds, args.autodiff, args.peers, args.devices)
         roofline_ms = 1e3 * r["gflop"] / rate
         r["roofline_ms"] = round(roofline_ms, 3)
         r["roofline_ratio"] = round(r["median_ms"]["rnnlab"] / roofline_ms, 2)
@@ -364,16 +404,17 @@ def measure(args) -> dict:
         "load_average": [round(v, 2) for v in os.getloadavg()],  # others' load skews timings
         "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "gemm_gflops": round(rate, 1),
+        "devices": jax.device_count(),
         "results": results,
     }
 
 
-def run_in_subprocess(mode: str, argv: list[str]) -> dict:
+def run_in_subprocess(mode: str, argv: list[str], args) -> dict:
     """``measure`` in a fresh interpreter with MALLOC_ENV set ("on") or removed ("off")."""
     env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
     if mode == "on":
         env.update(MALLOC_ENV)
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see the module docstring
+    env.setdefault("JAX_NUM_CPU_DEVICES", str(args.devices))  # before the child imports jax
     print(f"malloc {mode} ({MALLOC_MODES[mode]}):", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "run.json")
@@ -422,23 +463,25 @@ def versions() -> dict:
 
 
 def print_table(results, title: str):
-    names = ["rnnlab", "flax", "torch", "equinox", "keras", "rnnlab_autodiff"]
+    """ms per contender, then the ratios: rnnlab / peer, and rnnlab_dp / torch, flax_dp."""
+    names = ["rnnlab", "rnnlab_dp", "flax", "flax_dp", "torch", "equinox", "keras"]
+    names.append("rnnlab_autodiff")
     present = [n for n in names if any(n in r["median_ms"] for r in results)]
-    labels = [n.removeprefix("rnnlab_") for n in present]
-    ms_cols = [max(9, len(n) + 3) for n in labels]
+    ratios = [(f"/{n}", f"ratio_rnnlab_{n}") for n in present if n in PEERS]
+    ratios += [(f"dp/{n}", f"ratio_dp_{n}") for n in ("torch", "flax_dp") if n in present]
+    ms_cols = [max(9, len(n) + 3) for n in present]
     print(f"\n{title}\n{'cell':9} {'B,T,D,H':>16} ", end="")
-    print(" ".join(f"{n + ' ms':>{w}}" for n, w in zip(labels, ms_cols)), end=" ")
-    print(" ".join(f"{'/' + n:>{max(7, len(n) + 1)}}" for n in labels[1:]), f"{'roofline':>8}")
+    print(" ".join(f"{n + ' ms':>{w}}" for n, w in zip(present, ms_cols)), end=" ")
+    print(" ".join(f"{label:>{max(7, len(label))}}" for label, _ in ratios), f"{'roofline':>8}")
     for r in results:
         size = f"{r['B']},{r['T']},{r['D']},{r['H']}"
         ms = " ".join(
             f"{r['median_ms'].get(n, float('nan')):{w}.2f}" for n, w in zip(present, ms_cols)
         )
-        ratios = " ".join(
-            f"{r.get('ratio_rnnlab_' + n, float('nan')):{max(7, len(n) + 1)}.3f}"
-            for n in labels[1:]
+        cols = " ".join(
+            f"{r.get(key, float('nan')):{max(7, len(label))}.3f}" for label, key in ratios
         )
-        print(f"{r['cell']:9} {size:>16} {ms} {ratios} {r['roofline_ratio']:8.2f}")
+        print(f"{r['cell']:9} {size:>16} {ms} {cols} {r['roofline_ratio']:8.2f}")
         for peer, why in r.get("failed", {}).items():
             print(f"    {peer} failed: {why}")
     if any(r["cell"] == ENCODER for r in results):
@@ -507,6 +550,13 @@ def parse_args(argv=None):
     parser.add_argument(
         "--torch-threads", type=int, default=os.cpu_count() or 1, help="default: all CPUs"
     )
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=_cores(),
+        help="CPU devices of the data-parallel contenders rnnlab_dp and flax_dp (default: one "
+        "per core); 1 leaves them out",
+    )
     parser.add_argument("--sweep-axis", choices=tuple(SWEEPS), help="time over a range of T|B|H")
     parser.add_argument("--sweep-values", help="comma-separated sizes; default: SWEEPS[axis]")
     parser.add_argument("--plot", help="with --sweep-axis: write the plot here (PNG)")
@@ -534,6 +584,8 @@ def parse_args(argv=None):
         parser.error(f"--sizes / --sweep-values: expected integers: {e}")
     if any(len(s) != 4 or min(s) < 1 for s in args.sizes):
         parser.error(f"--sizes: expected positive B,T,D,H each, got {args.sizes}")
+    if args.devices < 1:
+        parser.error(f"--devices: expected a positive integer, got {args.devices}")
     if (args.sweep_values or args.plot) and not args.sweep_axis:
         parser.error("--sweep-values and --plot need --sweep-axis")
     return args
@@ -547,7 +599,7 @@ def main(argv=None):
             json.dump(measure(args), f)
         return
     modes = ("on", "off") if args.malloc == "both" else (args.malloc,)
-    runs = {mode: run_in_subprocess(mode, argv) for mode in modes}
+    runs = {mode: run_in_subprocess(mode, argv, args) for mode in modes}
     report = {"machine": machine(), "versions": versions(), "command": argv}
     report |= {"torch_threads": args.torch_threads if torch is not None else None}
     report |= {"rounds": args.rounds, "malloc": {m: MALLOC_MODES[m] for m in modes}, "runs": runs}

@@ -25,9 +25,10 @@ _cli.main({{"train": report}}, name="long_memory", cpu_devices=2)
 """
 
 
-def _launch(tmp_path, **env):
-    script = tmp_path / "entry.py"
-    script.write_text(SCRIPT)
+def _launch(tmp_path, script: str = SCRIPT, **env):
+    path = tmp_path / "entry.py"
+    path.write_text(script)
+    script = path
     names = ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS", "RNNLAB_CPU_DEVICES")
     clean = {k: v for k, v in os.environ.items() if k not in names}
     return subprocess.run(
@@ -59,6 +60,14 @@ def test_launcher_sets_cpu_devices_unless_the_user_did(tmp_path, env, devices, l
     proc = _launch(tmp_path, **env)
     assert _devices(proc) == devices
     assert (LOG_LINE in proc.stderr) == logged, proc.stderr
+
+
+@pytest.mark.parametrize("env, devices", [({}, 1), ({"RNNLAB_CPU_DEVICES": "2"}, 2)])
+def test_rnnlab_cpu_devices_reaches_a_single_model_launcher(tmp_path, env, devices):
+    """A launcher that asks for no devices (long_memory, translate) gets them from the variable."""
+    proc = _launch(tmp_path, script=SCRIPT.replace(", cpu_devices=2)", ")"), **env)
+    assert _devices(proc) == devices
+    assert (LOG_LINE in proc.stderr) == bool(env), proc.stderr
 
 
 def test_a_bad_rnnlab_cpu_devices_is_a_one_line_error(tmp_path):

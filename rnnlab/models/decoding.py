@@ -69,6 +69,26 @@ def greedy(
     return Decoded(tokens, _lengths(tokens, eos_id), score, extras)
 
 
+def _trace_step(step_fn: StepFn, state: Any, tokens: jax.Array) -> tuple[list[bool], Any]:
+    """(per leaf of ``state``: does ``step_fn`` return it as it came in?, the extras' shapes).
+
+    A leaf returned as is (the encoder's memory) is an output that is the input variable itself
+    in the traced step. It never changes, so beam search need not carry it through the loop nor
+    reorder it with the beams.
+    """
+    leaves, treedef = jax.tree.flatten(state)
+
+    def flat(leaves, tokens):
+        new_state, _, extras = step_fn(jax.tree.unflatten(treedef, leaves), tokens)
+        return jax.tree.leaves(new_state), extras
+
+    closed, (state_shape, extras_shape) = jax.make_jaxpr(flat, return_shape=True)(leaves, tokens)
+    if len(state_shape) != len(leaves):  # a different state; lax.scan says so below
+        return [False] * len(leaves), extras_shape
+    outs, ins = closed.jaxpr.outvars[: len(leaves)], closed.jaxpr.invars[: len(leaves)]
+    return [o is i for o, i in zip(outs, ins)], extras_shape
+
+
 def length_penalty(lengths: jax.Array, alpha: float) -> jax.Array:
     """GNMT's lp(Y) = ((5 + |Y|) / 6) ** alpha; alpha = 0 gives 1 (plain log-probabilities)."""
     return ((5.0 + lengths.astype(jnp.float32)) / 6.0) ** alpha
@@ -97,10 +117,22 @@ def beam_search(
     # Only beam 0 is live at the start, so the K beams do not start as K copies of one.
     scores = jnp.tile(jnp.array([0.0] + [-jnp.inf] * (K - 1), jnp.float32), (B, 1))  # [B, K]
     tokens0 = jnp.full((B * K,), bos_id, jnp.int32)
+    # Leaves the step passes through (the encoder's memory) are the same for the K beams of an
+    # input and never change: they stay outside the loop's carry, and are not reordered.
+    fixed, extras_shape = _trace_step(step_fn, state, tokens0)
+    leaves, treedef = jax.tree.flatten(state)
+
+    def merge(moving):
+        moving = iter(moving)
+        return treedef.unflatten([x if f else next(moving) for x, f in zip(leaves, fixed)])
+
+    def split(state):
+        return [x for x, f in zip(jax.tree.leaves(state), fixed) if not f]
 
     def body(carry, t):
-        state, tokens, done, scores, history, extras_hist = carry
-        state, logits, extras = step_fn(state, tokens)
+        moving, tokens, done, scores, history, extras_hist = carry
+        state, logits, extras = step_fn(merge(moving), tokens)
+        state = split(state)
         logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)  # [B*K, V]
         V = logp.shape[-1]
         frozen = jnp.full((V,), -jnp.inf).at[eos_id].set(0.0)  # a finished beam only adds <eos>
@@ -115,12 +147,11 @@ def beam_search(
         done = done[rows] | (token.reshape(-1) == eos_id)
         return (state, token.reshape(-1), done, scores, history, extras_hist), None
 
-    _, _, extras_shape = jax.eval_shape(step_fn, state, tokens0)
     extras0 = jax.tree.map(
         lambda s: jnp.zeros((B * K, max_len) + s.shape[1:], s.dtype), extras_shape
     )
     history0 = jnp.full((B * K, max_len), eos_id, jnp.int32)
-    init = (state, tokens0, jnp.zeros(B * K, bool), scores, history0, extras0)
+    init = (split(state), tokens0, jnp.zeros(B * K, bool), scores, history0, extras0)
     (_, _, _, scores, history, extras), _ = lax.scan(body, init, jnp.arange(max_len))
     tokens = history.reshape(B, K, max_len)
     lengths = _lengths(tokens, eos_id)

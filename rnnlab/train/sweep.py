@@ -132,7 +132,14 @@ def _grouped(fn: Callable, group: int | None) -> Callable:
     if group is None:
         return jax.vmap(fn)
     if group == 1:
-        return lambda *args: lax.map(lambda a: fn(*a), args)
+
+        def run_map(*args):
+            if _num(args) == 1:  # one model: its step as is, without a loop around it
+                out = fn(*jax.tree.map(lambda x: x[0], args))
+                return jax.tree.map(lambda x: x[None], out)
+            return lax.map(lambda a: fn(*a), args)
+
+        return run_map
 
     def run(*args):
         n = _num(args)

@@ -133,6 +133,33 @@ def test_beam_search_of_width_one_equals_greedy_on_a_seq2seq_model(model, eos_an
     np.testing.assert_allclose(beam.extras[:, 0], ref_weights, rtol=1e-5, atol=1e-6)
 
 
+def test_beam_search_keeps_the_encoder_memory_out_of_its_loop_with_equal_results(model):
+    """The memory a step passes through is neither carried nor reordered; results unchanged."""
+    spec, params = model
+    state = s2s.encode(spec, params, SRC, SRC_LEN)
+    step_fn = lambda st, tok: s2s.step(spec, params, st, tok)  # noqa: E731
+
+    def touching(st, tok):  # the same step, but its memory comes back as a new value
+        st, logits, extras = step_fn(st, tok)
+        return {**st, "memory": jax.tree.map(jnp.copy, st["memory"])}, logits, extras
+
+    tokens = jnp.full((SRC.shape[0],), BOS, jnp.int32)
+    fixed, _ = decoding._trace_step(step_fn, state, tokens)
+    is_memory = [isinstance(path[0], jax.tree_util.DictKey) and path[0].key == "memory"
+                 for path, _ in jax.tree_util.tree_leaves_with_path(state)]  # fmt: skip
+    # (Bahdanau's step also passes its unused Luong "feed" through; the carries change.)
+    assert any(is_memory) and all(f for f, m in zip(fixed, is_memory) if m) and not all(fixed)
+    touched = decoding._trace_step(touching, state, tokens)[0]
+    assert not any(f for f, m in zip(touched, is_memory) if m)
+
+    kw = dict(bos_id=BOS, eos_id=EOS, max_len=MAX_LEN, batch_size=3, beam_size=3, alpha=0.6)
+    run = lambda fn: jax.jit(lambda st: decoding.beam_search(fn, st, **kw))(state)  # noqa: E731
+    kept, carried = run(step_fn), run(touching)
+    for a, b in zip(kept, carried, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    assert len({tuple(t) for t in np.asarray(kept.tokens[0])}) == 3  # three distinct beams
+
+
 # --- sampling from the character LM ---------------------------------------------------------
 
 LM_SPEC = lm.make_spec("lstm", vocab_size=9, hidden_size=16, num_layers=2, embed_size=5)

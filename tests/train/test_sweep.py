@@ -202,6 +202,18 @@ def test_vmap_in_groups_equals_separate_runs_with_a_remainder_group():
     assert max_diff(states.params, separate_runs(init_one, step_one, hparams, 3)) < 1e-6
 
 
+@pytest.mark.parametrize("strategy", ["map", "auto"])
+def test_a_sweep_of_one_model_equals_its_run_and_keeps_the_model_axis(strategy):
+    init_one, step_one = toy_models()
+    hparams = {"seed": jnp.array([3]), "lr": jnp.array([0.2])}
+    states = jax.jit(sweep.init_models(init_one, hparams, strategy))()
+    run = jax.jit(sweep.step_models(step_one, hparams, strategy))
+    for _ in range(3):
+        states, metrics = run(states)
+    assert metrics["loss"].shape == (1,) and states.params["w"].shape == (1, 3)
+    assert max_diff(states.params, separate_runs(init_one, step_one, hparams, 3)) < 1e-6
+
+
 def test_sharded_strategies_and_model_by_data_meshes_equal_separate_runs():
     proc = helpers.start(["-m", "tests.train.test_sweep"], JAX_NUM_CPU_DEVICES="4")
     code, out = helpers.finish(proc, timeout=300)
