@@ -140,11 +140,14 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-# XLA:CPU's Eigen thread pool can wedge for good (every thread in a futex wait, no error) on
-# vmapped training steps: scripts/bench_sweeps.py's vmap sweep of 15 LSTMs hung on 1 and on 2
-# devices, with and without async dispatch, and ran with this flag (also reported downstream,
-# PyAutoLabs/PyAutoFit#1530). It costs nothing measurable here: the matmuls run in YNNPACK
-# fusions with threads of their own (LSTM step at B, T, D, H = 32, 128, 512, 512: 356 and 354 ms).
+# Vmapped sweeps used to hang for good (every thread in a futex wait, no error) on 1 and 2 CPU
+# devices. A native stack (gdb) showed the cause: the models' orthogonal init, vmapped, ran as
+# jaxlib's batched QR, which fans the batch out over XLA's intra-op pool from a pool thread and
+# blocks; on 2 cores the pool ran dry. rnnlab's init now draws one QR at a time
+# (rnnlab/cells/base.py, orthogonal) and sweeps initialise model by model. This flag, which
+# made the hang rarer but not impossible (also reported downstream, PyAutoLabs/PyAutoFit#1530),
+# stays on for vmapped code of the user's own: it costs nothing measurable here, since the
+# matmuls run in YNNPACK fusions (LSTM step at B, T, D, H = 32, 128, 512, 512: 356 and 354 ms).
 XLA_CPU_FLAG = "--xla_cpu_multi_thread_eigen=false"
 
 

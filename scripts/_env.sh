@@ -21,8 +21,9 @@ export PATH="$ROOT/.venv/bin:$PATH"
 if [ "${RNNLAB_MALLOC:-1}" != "0" ]; then
   export GLIBC_TUNABLES="${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}"
 fi
-# XLA:CPU's Eigen thread pool can wedge on vmapped training steps; its threads are not needed
-# (matmuls run in YNNPACK). See experiments/_cli.py, XLA_CPU_FLAG; an explicit setting is kept.
+# XLA:CPU's Eigen threads are not needed (matmuls run in YNNPACK), and without them nested
+# parallelism (a vmapped QR) deadlocked less often. See experiments/_cli.py, XLA_CPU_FLAG; an
+# explicit setting is kept.
 case "${XLA_FLAGS:-}" in
   *xla_cpu_multi_thread_eigen*) ;;
   *) export XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_cpu_multi_thread_eigen=false" ;;

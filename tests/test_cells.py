@@ -110,6 +110,19 @@ def test_init_is_vmappable_over_keys():
     assert not np.allclose(stacked["w_h"][0], stacked["w_h"][1])
 
 
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_vmapped_orthogonal_init_runs_one_qr_at_a_time_and_equals_the_loop(name):
+    """A batched QR can deadlock jaxlib's CPU thread pool (cells.base.orthogonal): none here."""
+    cell = cells.get(name)
+    keys = jax.random.split(jax.random.key(0), 5)
+    init = jax.vmap(lambda k: cell.init(k, 3, 8))
+    qrs = [ln for ln in str(jax.make_jaxpr(init)(keys)).splitlines() if "= qr[" in ln]
+    assert qrs and all("f32[5," not in ln for ln in qrs), qrs  # unbatched [8, 8] QRs only
+    stacked = jax.jit(init)(keys)
+    for i, k in enumerate(keys):
+        np.testing.assert_array_equal(stacked["w_h"][i], cell.init(k, 3, 8)["w_h"])
+
+
 def test_unknown_cell_lists_the_known_ones():
     with pytest.raises(ValueError, match=r"unknown cell 'lstn' \(did you mean 'lstm'\?\).*gru"):
         cells.get("lstn")

@@ -92,8 +92,18 @@ def lecun_normal(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
 
 
 def orthogonal(key: jax.Array, shape: tuple[int, ...], scale: float = 1.0) -> jax.Array:
-    """A Haar-random (semi-)orthogonal matrix times ``scale``."""
-    return scale * jax.nn.initializers.orthogonal()(key, shape, jnp.float32)
+    """A Haar-random (semi-)orthogonal matrix times ``scale``.
+
+    Under ``jax.vmap`` (a sweep's or a study's N models initialised at once) the draws run one
+    after another (``sequential_vmap``) instead of as one batched QR: jaxlib's batched CPU QR
+    fans the batch out over XLA's intra-op pool from a thread of that pool and blocks until it
+    is done, which on a 2-core machine deadlocked for good (every thread in a futex wait; the
+    hang of vmapped sweeps that scripts/bench_sweeps.py used to time out).
+    """
+    draw = jax.custom_batching.sequential_vmap(
+        lambda k: jax.nn.initializers.orthogonal()(k, shape, jnp.float32)
+    )
+    return scale * draw(key)
 
 
 def stacked_orthogonal(key: jax.Array, hidden_size: int, num_blocks: int) -> jax.Array:

@@ -200,14 +200,15 @@ def _sharded(fn: Callable, devices, mesh) -> Callable:
     return run
 
 
-def _mapped(fn: Callable, strategy: str, devices=None, mesh=None) -> Callable:
+def _mapped(fn: Callable, strategy: str, devices=None, mesh=None, vmap: bool = True) -> Callable:
+    """fn over a leading model axis with ``strategy``; ``vmap=False``: lax.map where it vmaps."""
     if mesh is None:
         _parse(resolve(strategy, devices=devices))  # a bad name fails here, not at the call
 
         def run(*args):  # resolved at the call (under jit: at trace time), when N is known
             name = resolve(strategy, devices=devices, num_models=_num(args))
             sharded, group = _parse(name)
-            inner = _grouped(fn, group)
+            inner = _grouped(fn, group if vmap else 1)
             return (_sharded(inner, devices, None) if sharded else inner)(*args)
 
         return run
@@ -218,7 +219,7 @@ def _mapped(fn: Callable, strategy: str, devices=None, mesh=None) -> Callable:
     sharded, group = _parse(strategy)
     if not sharded:
         raise ValueError(f"mesh= needs a sharded strategy, got strategy={strategy!r}")
-    return _sharded(_grouped(fn, group), None, mesh)
+    return _sharded(_grouped(fn, group if vmap else 1), None, mesh)
 
 
 def grid(**axes) -> dict:
@@ -244,7 +245,14 @@ def init_models(
         devices: the devices of a "sharded" strategy (default: ``jax.devices()``).
         mesh: for a "sharded" strategy, a ``make_mesh(data=...)`` mesh instead of ``devices``.
     """
-    mapped = _mapped(init_one, strategy, devices, mesh)
+    # Models one at a time, never vmapped, whatever the strategy (its split over devices stays):
+    # the built-in cells' orthogonal init is a QR decomposition, and a vmapped QR runs as
+    # jaxlib's batched LAPACK kernel, which on the CPU fans the batch out over XLA's intra-op
+    # pool from a thread of that same pool and waits for it. With two cores the pool can run dry
+    # and the process waits for ever (every thread in a futex, the waiter in
+    # ``jax::ParallelBatchMap``): the "vmap sweeps hang" of scripts/bench_sweeps.py. Init runs
+    # once per run, so going model by model costs nothing that shows.
+    mapped = _mapped(init_one, strategy, devices, mesh, vmap=False)
     return lambda: mapped(hparams)
 
 
