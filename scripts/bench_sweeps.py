@@ -9,8 +9,9 @@ measured in the same process. ``--quick`` runs LSTM 64 with N in {5, 15} only.
 
 This script sets JAX_NUM_CPU_DEVICES to the number of CPU cores before importing jax (unless it
 is already set), so that the "sharded" strategies have one device per core; the single-model
-baseline runs on one of those devices. Times are medians of several repetitions, in ms, and
-depend on whatever else is running on the machine: report the load with the numbers.
+baseline runs on one of those devices. Times are medians of several repetitions, in ms, the
+sweep and its baseline timed in turn (one call of each per round), and depend on whatever else
+is running on the machine: report the load with the numbers.
 
 Prints a table, then the rows as one JSON line (also written to --json when given).
 """
@@ -70,14 +71,21 @@ def models(cell_name: str, hidden_size: int):
     return init_one, step_one
 
 
-def median_ms(fn, reps: int) -> float:
-    fn()  # compile and warm up
-    times = []
+def interleaved_ms(fns, reps: int) -> list[float]:
+    """Median ms of each function, timed in turn ``reps`` times (one call of each per round).
+
+    Interleaving keeps a sweep and its separate baseline under the same conditions: on the
+    shared 2-core machine one program's time can swing by 1.3x between phases of a run.
+    """
+    for fn in fns:
+        fn()  # compile and warm up
+    times = [[] for _ in fns]
     for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(1e3 * (time.perf_counter() - start))
-    return statistics.median(times)
+        for fn, ts in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            ts.append(1e3 * (time.perf_counter() - start))
+    return [statistics.median(ts) for ts in times]
 
 
 def bench(cell_name: str, hidden_size: int, n: int, strategies, reps: int) -> list[dict]:
@@ -90,12 +98,12 @@ def bench(cell_name: str, hidden_size: int, n: int, strategies, reps: int) -> li
         out = [one_step(s, {"seed": jnp.int32(i)}) for i, s in enumerate(singles)]
         jax.block_until_ready(out)  # host sync: the time of all N steps
 
-    base = median_ms(separate, reps)
     rows = []
     for name in strategies:
         states = jax.jit(sweep.init_models(init_one, hparams, name))()
         run = jax.jit(sweep.step_models(step_one, hparams, name))
-        ms = median_ms(lambda run=run, states=states: jax.block_until_ready(run(states)), reps)
+        swept = lambda run=run, states=states: jax.block_until_ready(run(states))  # noqa: E731
+        base, ms = interleaved_ms((separate, swept), reps)
         rows.append(
             {
                 "cell": cell_name,
