@@ -194,7 +194,8 @@ def bench_size(name: str, size, rounds: int, autodiff: bool, peers, devices: int
                 result[f"ratio_dp_{k}"] = round(median["rnnlab_dp"] / median[k], 3)
     if failed:
         result["failed"] = failed
-    result["gflop"] = round(needed_flops(name, *size, lengths) / 1e9, 3)
+    result["flop"] = needed_flops(name, *size, lengths)
+    result["gflop"] = round(result["flop"] / 1e9, 3)
     return result
 
 
@@ -219,7 +220,7 @@ def measure(args) -> dict:
     results = []
     for name, size in plan(args):
         r = bench_size(name, size, args.rounds, args.autodiff, args.peers, args.devices)
-        roofline_ms = 1e3 * r["gflop"] / rate
+        roofline_ms = 1e3 * r["flop"] / 1e9 / rate  # not r["gflop"]: tiny sizes round to 0
         r["roofline_ms"] = round(roofline_ms, 3)
         r["roofline_ratio"] = round(r["median_ms"]["rnnlab"] / roofline_ms, 2)
         r["roofline_ratios"] = {k: round(v / roofline_ms, 2) for k, v in r["median_ms"].items()}
