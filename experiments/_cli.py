@@ -3,7 +3,8 @@
     python -m experiments.NAME --workdir=DIR [--config=FILE[:variant]] [--config.field=value]
                                [--mode=MODE]
 
-``--config`` defaults to ``experiments/configs/NAME.py``. Flag errors (a misspelt
+``--config`` defaults to ``experiments/configs/NAME.py``; ``--help`` prints the flags and every
+config field with the value the rest of the command line gives it. Flag errors (a misspelt
 ``--config.field``, a wrong type, a missing config file, a bad workdir) end in a one-line message
 and exit status 2, before anything is compiled or written.
 
@@ -238,6 +239,8 @@ def main(
     if cpu_devices is not None or os.environ.get("RNNLAB_CPU_DEVICES"):
         devices_set = use_cpu_devices(cpu_devices or 1)  # the variable applies to every launcher
     argv = list(sys.argv if argv is None else argv)
+    want_help = any(a in HELP_FLAGS for a in argv[1:])
+    argv = [argv[0], *(a for a in argv[1:] if a not in HELP_FLAGS)]
     if name is None:
         spec = getattr(sys.modules.get("__main__"), "__spec__", None)
         name = (spec.name if spec else Path(argv[0]).stem).rsplit(".", 1)[-1]
@@ -272,6 +275,9 @@ def main(
         _ = list(config.keys())
     except (OSError, AttributeError, TypeError) as e:
         fail(f"--config: {_one_line(e)}")
+    if want_help:
+        print(usage(name, fv, config, str(default_config.relative_to(CONFIG_DIR.parents[1]))))
+        sys.exit(0)
     if fv.workdir is None:
         fail("--workdir is required")
     workdir = check_workdir(fv.workdir)
@@ -288,6 +294,38 @@ def main(
             devices_set,
         )
     return _run(modes[fv.mode], config, workdir, fv)
+
+
+HELP_FLAGS = ("--help", "-h", "--helpshort", "--helpfull")
+
+
+def _config_lines(config, prefix: str = "config.") -> list[str]:
+    """``--config.a.b=value`` for every leaf of a ConfigDict, in its order."""
+    lines = []
+    for key, value in config.items():
+        if hasattr(value, "items"):
+            lines += _config_lines(value, f"{prefix}{key}.")
+        else:
+            lines.append(f"  --{prefix}{key}={value!r}")
+    return lines
+
+
+def usage(name: str, fv, config, config_file: str) -> str:
+    """--help: what the experiment does, its flags, and every config field with its value."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    module = main if spec and spec.name.endswith(name) else sys.modules.get(f"experiments.{name}")
+    doc = (getattr(module, "__doc__", None) or "").strip()
+    head = f"python -m experiments.{name} --workdir=DIR [--config=FILE[:variant]] [--config.x=y]"
+    lines = [f"usage: {head}", ""] + ([doc.split("\n\n")[0], ""] if doc else []) + ["flags:"]
+    for key in ("workdir", "config", "mode", "coordinator_address", "num_processes", "process_id"):
+        flag = fv[key]
+        choices = getattr(flag.parser, "enum_values", None)
+        one_of = f" One of: {', '.join(choices)}." if choices else ""
+        default = config_file if key == "config" else flag.default
+        lines.append(f"  --{key}: {flag.help.split('>: ')[-1]}{one_of} Default: {default!r}.")
+    lines += ["", "config (the values this command would use; change one: --config.FIELD=VALUE):"]
+    return "\n".join(lines + _config_lines(config))
 
 
 def _quiet_libraries(record) -> bool:

@@ -51,6 +51,19 @@ def test_workdir_that_is_a_file_is_refused_and_left_alone(tmp_path, capsys):
     assert f.read_text() == "keep me"
 
 
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_lists_the_flags_and_every_config_value_this_command_would_use(capsys, flag):
+    with pytest.raises(SystemExit) as e:
+        argv = ["long_memory", flag, f"--config={TINY}", "--config.steps=7"]
+        _cli.main({"train": long_memory.run}, name="long_memory", argv=argv)
+    out = capsys.readouterr().out
+    assert e.value.code == 0
+    assert out.startswith("usage: python -m experiments.long_memory --workdir=DIR")
+    assert long_memory.__doc__.split("\n")[0] in out  # what the experiment does
+    assert "--workdir: Directory" in out and "--mode: What to do. One of: train." in out
+    assert "  --config.steps=7\n" in out and "  --config.task='adding'\n" in out
+
+
 def test_missing_workdir_flag(capsys):
     code, err = cli([f"--config={TINY}"], capsys)
     assert code == 2 and err == "error: --workdir is required"
