@@ -23,22 +23,20 @@ Flags must be written ``--flag=value`` there, so that what follows them is the l
 
 from __future__ import annotations
 
-import functools
 import json
-import math
 import sys
-import textwrap
 from pathlib import Path
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
-from jax import lax
 
 from experiments import _cli
+from experiments._caption_data import Data, Split, _uint8, load_data, make_source
+from experiments._caption_report import plot_attention, plot_curves, plot_samples
+from experiments._caption_report import report as report  # experiments.reproduce calls it
 from rnnlab import cells
 from rnnlab.analysis import caption_metrics
 from rnnlab.data import caption_files, scenes, tasks
@@ -146,158 +144,6 @@ def make_spec(config, encoder, cell, decoder: str, vocab_size: int) -> cap.Capti
     shape = (config.image_size, config.image_size, 3)
     return cap.Captioner(encoder, cell, vocab_size, shape, decoder, config.embed_size,
                          config.hidden_size, config.attention_size)  # fmt: skip
-
-
-# --- data ----------------------------------------------------------------------------------------
-
-
-class Split(NamedTuple):
-    """images [N, S, S, 3] uint8; references: the captions of each image; objects: each scene's
-    objects (None for real data); names: file names or "scene i"."""
-
-    images: np.ndarray
-    references: list[list[str]]
-    objects: list | None
-    names: list[str]
-
-
-class Data(NamedTuple):
-    vocab: scenes.Vocab
-    train: Split
-    valid: Split
-    test: Split
-
-
-def _uint8(images: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(images, 0.0, 1.0) * 255).astype(np.uint8)
-
-
-@functools.lru_cache(maxsize=2)  # the decoders of one run (and a test's runs) share it
-def _scenes(seed: int, split: str, size: int, image_size: int, max_objects: int) -> Split:
-    ds = scenes.SceneCaptions(split, seed=seed, size=size, image_size=image_size,
-                              max_objects=max_objects)  # fmt: skip
-    examples = [ds[i] for i in range(size)]
-    return Split(
-        _uint8(np.stack([e.image for e in examples])),
-        [list(e.captions) for e in examples],
-        [e.objects for e in examples],
-        [f"{split} scene {i}" for i in range(size)],
-    )
-
-
-def _from_files(config, data: caption_files.CaptionedImages, rows: list[int]) -> Split:
-    paths = [data.paths()[i] for i in rows]
-    images = caption_files.load_images(
-        paths, config.image_size, resize=True, convert=config.convert_images
-    )
-    return Split(_uint8(images), [data.captions[i] for i in rows], None, paths)
-
-
-def _coco(config, name: str, split: str, size: int) -> Split:
-    ds = caption_files.open_coco_captions(
-        f"{split}[:{size}]" if size else split, data_dir=config.tfds_data_dir or None, name=name,
-        image_size=config.image_size,
-    )  # fmt: skip
-    examples = [ds[i] for i in range(len(ds))]
-    return Split(_uint8(np.stack([e[0] for e in examples])), [e[1] for e in examples], None,
-                 [e[2] for e in examples])  # fmt: skip
-
-
-def load_data(config) -> Data:
-    """The three splits and the vocabulary (the grammar's for scenes, else from train).
-
-    Raises:
-        experiments._cli.UsageError: naming --config.dataset and the file (and line) of a
-            missing image, an empty caption or an unreadable image.
-    """
-    c = config
-    kind, _, where = c.dataset.partition(":")
-    try:
-        if kind == "scenes":
-            size = c.image_size, c.max_objects
-            _cli.check(c.train_size >= 1, "train_size", c.train_size, "scenes: must be >= 1")
-            train = _scenes(c.seed, "train", c.train_size, *size)
-            valid = _scenes(c.seed, "valid", c.valid_size, *size)
-            test = _scenes(c.seed, "test", c.test_size, *size)
-            return Data(scenes.SCENE_VOCAB, train, valid, test)
-        if kind == "tfds":
-            train = _coco(c, where, "train", c.train_size)
-            valid, test = _coco(c, where, "val", c.valid_size), _coco(c, where, "test", c.test_size)
-        else:
-            if kind == "flickr8k":
-                data = caption_files.read_flickr8k(
-                    str(Path(where) / "captions.txt"), str(Path(where) / "Images")
-                )
-                n, held = len(data.filenames), c.valid_size + c.test_size
-                if n <= held:
-                    raise ValueError(f"{n} images, not more than valid_size + test_size = {held}")
-                order = {"train": range(n - held), "val": range(n - held, n - c.test_size),
-                         "test": range(n - c.test_size, n)}  # fmt: skip
-            else:
-                json_path, _, image_dir = where.partition(":")
-                data = caption_files.read_karpathy(json_path, image_dir)
-                order = {s: [i for i, x in enumerate(data.splits) if x == s]
-                         for s in ("train", "val", "test")}  # fmt: skip
-                order["train"] += [i for i, x in enumerate(data.splits) if x == "restval"]
-            caps = {"train": c.train_size or None, "val": c.valid_size, "test": c.test_size}
-            train, valid, test = (
-                _from_files(c, data, list(order[s])[: caps[s]]) for s in ("train", "val", "test")
-            )
-        if not len(train.images) or not len(valid.images) or not len(test.images):
-            raise ValueError("a split is empty")
-        words = (w for refs in train.references for r in refs for w in scenes.tokenize(r))
-        vocab = scenes.Vocab(w for w, k in _counts(words).items() if k >= c.min_word_count)
-        return Data(vocab, train, valid, test)
-    except (ValueError, OSError) as e:  # CaptionFileError, ImageError, DatasetNotPreparedError
-        message = "; ".join(line.strip() for line in str(e).splitlines())
-        raise _cli.UsageError(f"--config.dataset={c.dataset!r}: {message}") from None
-
-
-def _counts(words) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for w in words:
-        counts[w] = counts.get(w, 0) + 1
-    return counts
-
-
-def encode_pairs(split: Split, vocab: scenes.Vocab, max_len: int):
-    """Every (image, caption) pair: image index [M], tokens [M, T], lengths [M]."""
-    image_of = np.array([i for i, refs in enumerate(split.references) for _ in refs], np.int32)
-    texts = [r for refs in split.references for r in refs]
-    try:
-        tokens, lengths = vocab.encode_batch(texts, max_len=max_len)
-    except ValueError as e:  # "caption k is empty": name the image instead
-        k = int(str(e).split()[1])
-        raise ValueError(f"{split.names[image_of[k]]}: an empty caption") from None
-    return image_of, tokens, lengths
-
-
-def make_source(split: Split, vocab, batch_size: int, max_len: int, key) -> tasks.Source:
-    """Batch i: pairs order_e[k B : (k + 1) B], e = i // K, k = i % K, K = M // B batches an
-    epoch, order_e = permutation(fold_in(key, e), M). Jit-traceable; the position is the step."""
-    image_of, tokens, lengths = encode_pairs(split, vocab, max_len)
-    M, B = len(image_of), batch_size
-    if M < B:
-        raise _cli.UsageError(f"--config.batch_size={B}: more than the {M} training captions")
-    per_epoch = M // B
-    images = jnp.asarray(split.images)  # [N, S, S, 3] uint8, a constant of the compiled step
-    image_of, tokens, lengths = jnp.asarray(image_of), jnp.asarray(tokens), jnp.asarray(lengths)
-
-    def init():
-        return {"index": jnp.zeros((), jnp.int32)}
-
-    def next_batch(position):
-        i = position["index"]
-        order = jax.random.permutation(jax.random.fold_in(key, i // per_epoch), M)  # [M]
-        rows = lax.dynamic_slice(order, ((i % per_epoch) * B,), (B,))  # [B]
-        batch = {
-            "images": images[image_of[rows]].astype(jnp.float32) / 255.0,  # [B, S, S, 3]
-            "captions": tokens[rows],  # [B, T]
-            "lengths": lengths[rows],  # [B]
-        }
-        return batch, {"index": i + 1}
-
-    return tasks.Source(init, next_batch)
 
 
 # --- training one decoder ------------------------------------------------------------------------
@@ -476,159 +322,7 @@ def run(config, workdir: str) -> dict:
     return results
 
 
-# --- figures -------------------------------------------------------------------------------------
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_samples(run_dir: Path, config, data: Data, predictions: dict) -> Path:
-    """samples.png: test images with a reference and the greedy and beam captions (scenes: green
-    when true of the image, red when not)."""
-    plt = _plt()
-    n = min(config.num_samples, len(data.test.images))
-    cols = min(n, 4)
-    rows = -(-n // cols)
-    fig = plt.figure(figsize=(3.4 * cols, 4.6 * rows), dpi=100)
-    grid = fig.add_gridspec(2 * rows, cols, height_ratios=[3, 1.6] * rows)  # image, then text
-    for i in range(n):
-        r, c = divmod(i, cols)
-        ax, text_ax = fig.add_subplot(grid[2 * r, c]), fig.add_subplot(grid[2 * r + 1, c])
-        ax.imshow(data.test.images[i], interpolation="nearest")
-        ax.axis("off")
-        text_ax.axis("off")
-        lines = [("ref", data.test.references[i][0], "black")]
-        for kind in ("greedy", "beam"):
-            text = predictions[kind][i]
-            colour = "black"
-            if data.test.objects is not None:
-                colour = "green" if scenes.is_true(text, data.test.objects[i]) else "red"
-            lines.append((kind, text, colour))
-        y = 1.0
-        for label, text, colour in lines:
-            wrapped = textwrap.fill(f"{label}: {text}", 44)
-            text_ax.text(0, y, wrapped, va="top", fontsize=7, color=colour)
-            y -= 0.16 * (wrapped.count("\n") + 1) + 0.04
-    fig.suptitle(f"{run_dir.name}: test images (ref, greedy, beam {config.beam_size})")
-    fig.tight_layout()
-    path = run_dir / "samples.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
-def _upsample(weights: np.ndarray, size: int) -> np.ndarray:
-    """A [L] grid of attention weights (row-major, square) as a smooth [size, size] map."""
-    from PIL import Image
-
-    side = int(round(math.sqrt(weights.shape[-1])))
-    grid = weights.reshape(side, side).astype(np.float32)
-    return np.asarray(Image.fromarray(grid, mode="F").resize((size, size), Image.BICUBIC))
-
-
-def plot_attention(run_dir: Path, config, data: Data, predictions: dict) -> list[Path]:
-    """attention_<k>.png: the image, then each greedy word over the image lit by its attention
-    weights (upsampled bicubically from the grid), as Xu et al. (2015), figure 3."""
-    plt = _plt()
-    paths = []
-    for k in range(min(config.num_attention, len(data.test.images))):
-        image = data.test.images[k].astype(np.float32) / 255.0
-        words = scenes.tokenize(predictions["greedy"][k]) + ["<eos>"]
-        weights = predictions["weights"][k][: len(words)]  # [n, L]
-        cols = min(len(words) + 1, 8)
-        rows = -(-(len(words) + 1) // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), dpi=100,
-                                 squeeze=False)  # fmt: skip
-        for ax in axes.flat:
-            ax.axis("off")
-        axes.flat[0].imshow(image)
-        axes.flat[0].set_title("image", fontsize=8)
-        for t, (word, ax) in enumerate(zip(words, list(axes.flat)[1:])):
-            heat = _upsample(weights[t], image.shape[0])
-            heat = np.clip(heat / max(heat.max(), 1e-8), 0, 1)[..., None]
-            ax.imshow(image * (0.2 + 0.8 * heat))
-            ax.set_title(word, fontsize=9)
-        fig.suptitle(textwrap.fill(predictions["greedy"][k], 90), fontsize=8)
-        fig.tight_layout()
-        path = run_dir / f"attention_{k}.png"
-        fig.savefig(path)
-        plt.close(fig)
-        paths.append(path)
-    return paths
-
-
-def plot_curves(workdir: Path, decoders: list[str]) -> Path:
-    """learning_curves.png: train loss and valid NLL of every decoder against the step."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 3.4), dpi=100)
-    for i, decoder in enumerate(decoders):
-        records = writers.read_metrics(workdir / decoder)
-        steps = [r["step"] for r in records]
-        ax.plot(steps, [r["nll"] for r in records], color=f"C{i}", lw=1, alpha=0.5)
-        ax.plot(steps, [r.get("eval_nll", np.nan) for r in records], color=f"C{i}", lw=1.8,
-                label=f"{decoder} (valid)")  # fmt: skip
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("NLL per word (thin: train)")
-    ax.legend(frameon=False, fontsize=8)
-    fig.tight_layout()
-    path = workdir / "learning_curves.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
-# --- report and demo -----------------------------------------------------------------------------
-
-
-def report(workdir: str) -> str:
-    """The markdown section for runs/…/report.md; figure paths are relative to its parent."""
-    workdir = Path(workdir)
-    res = json.loads((workdir / "results.json").read_text())
-    rel = lambda p: p.relative_to(workdir.parent)  # noqa: E731
-    lines = [
-        "## Image captioning",
-        "",
-        f"Data {res['dataset']} at {res['image_size']}px; encoder {res['encoder']['name']} "
-        f"{tuple(res['encoder']['channels'])}; {res['cell']} decoders, {res['steps']} steps each. "
-        "Decoders: inject (Karpathy & Fei-Fei 2015; Mao et al. 2015), show_and_tell (Vinyals et "
-        "al. 2015), show_attend_tell (soft attention, Xu et al. 2015). BLEU and CIDEr-D x 100: "
-        f"{res['metrics']['bleu']}; {res['metrics']['cider_d']}; text tokenised in Python. "
-        "'true': captions true of their scene. On the scenes, valid holds seen colour-shape "
-        "pairs, test held-out ones.",
-        "",
-        "| decoder | split | decoding | BLEU-1 | BLEU-2 | BLEU-3 | BLEU-4 | CIDEr-D | true |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for decoder, one in res["decoders"].items():
-        for split in ("valid", "test"):
-            for kind in ("greedy", "beam"):
-                s = one["scores"][split][kind]
-                true = f"{s['true']:.2f}" if "true" in s else "-"
-                lines.append(
-                    f"| {decoder} | {split} | {kind} | "
-                    + " | ".join(f"{100 * s[f'bleu{n}']:.1f}" for n in range(1, 5))
-                    + f" | {100 * s['cider_d']:.1f} | {true} |"
-                )
-    lines += ["", "Published BLEU-4, for context only (COCO, ImageNet-pretrained encoders):"]
-    lines += [f"{p['what']}: {p['bleu4']}." for p in res["published_bleu4"].values()]
-    lines.append("")
-    if (workdir / "learning_curves.png").exists():
-        lines.append(f"![learning curves]({rel(workdir / 'learning_curves.png')})")
-    for decoder in res["decoders"]:
-        for fig in [
-            workdir / decoder / "samples.png",
-            *sorted((workdir / decoder).glob("att*.png")),
-        ]:
-            if fig.exists():
-                lines.append(f"![{decoder} {fig.stem}]({rel(fig)})")
-    return "\n".join(lines) + "\n"
+# --- demo ----------------------------------------------------------------------------------------
 
 
 def demo(workdir: str) -> None:
