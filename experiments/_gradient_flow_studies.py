@@ -53,16 +53,15 @@ def _scale(radius: float | None):
     return lambda p: {**p, "w_h": p["w_h"] * radius}
 
 
+def _sizes(config) -> dict:
+    """The measurement sizes that parts 1 and 4 share."""
+    keys = ("input_size", "hidden_size", "batch_size", "seq_len", "num_seeds", "input_std")
+    return {k: config[k] for k in keys}
+
+
 def _lag_study(config, key) -> dict:
     """Part 1: lag curves, rate fits and theory for every cell x radius."""
-    sizes = dict(
-        input_size=config.input_size,
-        hidden_size=config.hidden_size,
-        batch_size=config.batch_size,
-        seq_len=config.seq_len,
-        num_seeds=config.num_seeds,
-        input_std=config.input_std,
-    )
+    sizes = _sizes(config)
     out = {}
     for index, spec in enumerate(config.cells):
         label, name, options = parse_cell_spec(spec)
@@ -118,14 +117,7 @@ def _cec_study(config, key, lag) -> dict:
         index = labels.index(label)
         _, name, options = parse_cell_spec(config.cells[index])
         cell, scalable = _build(name, options)
-        sizes = dict(
-            input_size=config.input_size,
-            hidden_size=config.hidden_size,
-            batch_size=config.batch_size,
-            seq_len=config.seq_len,
-            num_seeds=config.num_seeds,
-            input_std=config.input_std,
-        )
+        sizes = _sizes(config)
         cell_key = jax.random.fold_in(key, index)  # the inits of part 1
         for radius in config.cec_radii if scalable else (None,):
             transform = _scale(radius)
