@@ -16,11 +16,9 @@ See experiments/configs/translate.py.
 
 from __future__ import annotations
 
-import difflib
 import json
 import sys
 from pathlib import Path
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,12 +27,14 @@ from absl import logging
 
 import rnnlab
 from experiments import _cli
-from rnnlab.data import device_source, scan, synthetic_pairs
+from experiments._translate_data import Data, encode, load_data, max_decode_length
+from experiments._translate_results import evaluate, make_decoder, plot, translate_batches
+from experiments._translate_results import report as report  # experiments.reproduce calls it
+from rnnlab.data import device_source
 from rnnlab.data import pairs as pairs_lib
 from rnnlab.models import seq2seq as s2s
 from rnnlab.train import checkpoint, loop, parallel, state, step, writers
 
-DATASETS = ("scan:SPLIT", "synthetic", "tsv:PATH", "tfds:NAME")
 # Fields that may change when resuming: they change neither the model nor its training data.
 RESUMABLE = (
     "steps", "log_every", "checkpoint_every", "max_to_keep", "on_nonfinite", "eval_batch_size",
@@ -55,17 +55,7 @@ CONTEXT = (
 )
 
 
-class Data(NamedTuple):
-    """Tokenised splits ({"train"|"test": [(src_tokens, tgt_tokens)]}) and what reads them."""
-
-    splits: dict
-    source_vocab: pairs_lib.Vocab
-    target_vocab: pairs_lib.Vocab
-    tokenizer: pairs_lib.Tokenizer
-    pretokenized: bool  # SCAN and synthetic: space-separated, BLEU with tokenize="none"
-
-
-# --- setup and data ----------------------------------------------------------------------------
+# --- setup -------------------------------------------------------------------------------------
 
 
 def setup(config, mesh) -> tuple[rnnlab.cells.Cell, list[str]]:
@@ -126,79 +116,12 @@ def setup(config, mesh) -> tuple[rnnlab.cells.Cell, list[str]]:
     return cell, kinds
 
 
-def _raw_pairs(config) -> tuple[dict, bool]:
-    """{"train", "test"}: (source, target) strings, from config.dataset; and pretokenized."""
-    kind, _, arg = config.dataset.partition(":")
-    bad = lambda why: _cli.UsageError(f"--config.dataset={config.dataset!r}: {why}")  # noqa: E731
-    if kind == "scan":
-        if arg not in scan.SPLITS:
-            raise bad(f"unknown SCAN split{_cli.suggest(arg, scan.SPLITS)}; known: {scan.SPLITS}")
-        return scan.split(arg, seed=config.seed), True
-    if kind == "synthetic":
-        train = synthetic_pairs.generate(config.synthetic_pairs, seed=config.seed)
-        test = synthetic_pairs.generate(2000, seed=config.seed, stream=1)
-        return {"train": train, "test": test}, True
-    if kind == "tsv":
-        if not Path(arg).is_file():
-            raise bad("no such file")
-        try:
-            read = pairs_lib.read_tsv(arg, lowercase=config.lowercase)
-        except pairs_lib.MalformedLineError as e:
-            raise bad(f"malformed line {e}") from None
-        parts = pairs_lib.split_pairs(read.pairs, seed=config.seed)
-        return {"train": parts["train"], "test": parts["test"]}, False
-    if kind == "tfds":
-        from rnnlab.data import tfds_source
-
-        n, data_dir = config.max_train_pairs, config.tfds_data_dir or None
-        try:
-            train = tfds_source.open_pairs(arg, f"train[:{n}]" if n else "train", data_dir=data_dir)
-            test = tfds_source.open_pairs(arg, config.test_split, data_dir=data_dir)
-        except (FileNotFoundError, ValueError) as e:
-            raise bad(_cli._one_line(e)) from None
-        norm = lambda p: tuple(pairs_lib.normalize(s, lowercase=config.lowercase) for s in p)  # noqa: E731
-        return {"train": [norm(p) for p in train], "test": [norm(p) for p in test]}, False
-    close = difflib.get_close_matches(kind, [d.split(":")[0] for d in DATASETS], n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise bad(f"unknown kind{hint}; expected one of {', '.join(DATASETS)}")
-
-
-def load_data(config) -> Data:
-    """Reads, tokenises, filters by length and builds the vocabularies on train."""
-    raw, pretokenized = _raw_pairs(config)
-    tok = pairs_lib.get_tokenizer("space" if pretokenized else config.tokenizer)
-    limit = {"train": config.max_train_pairs, "test": config.max_test_pairs}
-    splits = {}
-    for name, pairs in raw.items():
-        pairs = [(tok.tokenize(s), tok.tokenize(t)) for s, t in pairs]
-        if config.max_length:
-            pairs = [p for p in pairs if max(map(len, p)) <= config.max_length]
-        splits[name] = pairs[: limit[name] or None]
-        _cli.check(bool(splits[name]), "dataset", config.dataset, f"no {name} pairs left")
-    src_vocab = pairs_lib.Vocab.build((s for s, _ in splits["train"]), min_count=config.min_count)
-    tgt_vocab = pairs_lib.Vocab.build((t for _, t in splits["train"]), min_count=config.min_count)
-    return Data(splits, src_vocab, tgt_vocab, tok, pretokenized)
-
-
-def encode(data: Data, name: str) -> list[tuple[list[int], list[int]]]:
-    """Sources end in <eos>; targets are framed <bos> ... <eos>."""
-    return [
-        (data.source_vocab.encode(s), data.target_vocab.encode(t, add_bos=True))
-        for s, t in data.splits[name]
-    ]
-
-
 def make_spec(config, cell, attention: str, source_vocab: int, target_vocab: int):
     return s2s.Seq2Seq(
         cell, source_vocab, target_vocab, config.embed_size, config.hidden_size,
         config.num_layers, config.num_layers, config.bidirectional, attention,
         config.attention_size, config.reverse_source,
     )  # fmt: skip
-
-
-def max_decode_length(config, data: Data) -> int:
-    longest = max(len(t) for part in data.splits.values() for _, t in part)
-    return config.max_decode_length or longest + 10  # + 1 for <eos>, the rest as slack
 
 
 # --- one model ---------------------------------------------------------------------------------
@@ -208,26 +131,6 @@ def _init_state(config, spec, source, keys):
     lr = step.schedule(config.schedule, config.learning_rate, config.steps, config.warmup_steps)
     tx = step.optimizer(config.optimizer, lr)
     return tx, lr, lambda: state.create(s2s.init(keys[0], spec), tx, keys[1], source.init())
-
-
-_DECODERS: dict = {}  # one jitted decoder per model and setting, so repeated runs reuse it
-
-
-def make_decoder(cell_name: str, spec, max_len: int, beam_size: int = 1, alpha: float = 0.0):
-    """Jitted (params, src [B, S], src_lengths [B]) -> Decoded; compiles once per shape.
-
-    Cached by ``cell_name`` and the rest of the spec (``cells.get`` builds a new Cell, with new
-    functions, on every call, though the name fixes what they compute).
-    """
-    key = (cell_name, spec._replace(cell=None), max_len, beam_size, alpha)
-    if key not in _DECODERS:
-        kw = dict(bos_id=pairs_lib.BOS_ID, eos_id=pairs_lib.EOS_ID, max_len=max_len)
-        _DECODERS[key] = jax.jit(
-            lambda p, src, lengths: s2s.decode(
-                spec, p, src, lengths, beam_size=beam_size, alpha=alpha, **kw
-            )
-        )
-    return _DECODERS[key]
 
 
 def train_one(config, workdir: Path, data: Data, cell, attention: str) -> dict:
@@ -315,97 +218,6 @@ def vocab_meta(config, data: Data, max_len: int, source) -> dict:
     }
 
 
-# --- evaluation --------------------------------------------------------------------------------
-
-
-def translate_batches(decoder, params, sources: list[list[int]], batch_size: int, width: int):
-    """Decodes encoded sources in fixed [batch_size, width] batches (the last padded by
-    repeating its first row); returns (tokens [N, L], attention weights [N, L, width])."""
-    tokens, weights = [], []
-    for start in range(0, len(sources), batch_size):
-        chunk = sources[start : start + batch_size]
-        chunk = chunk + [chunk[0]] * (batch_size - len(chunk))
-        src, src_len = device_source.pad(chunk, width)
-        out = decoder(params, src, src_len)
-        best = (lambda a: a[:, 0]) if out.tokens.ndim == 3 else (lambda a: a)  # beam: the best
-        tokens.append(np.asarray(best(out.tokens)))  # host sync
-        weights.append(np.asarray(best(out.extras)))
-    n = len(sources)
-    return np.concatenate(tokens)[:n], np.concatenate(weights)[:n]
-
-
-def length_bins(lengths: np.ndarray, num_bins: int = 8) -> list[tuple[int, int]]:
-    """Equal-width, integer bins (lo, hi inclusive) covering the lengths."""
-    lo, hi = int(lengths.min()), int(lengths.max())
-    width = max(1, -(-(hi - lo + 1) // num_bins))
-    return [(a, min(a + width - 1, hi)) for a in range(lo, hi + 1, width)]
-
-
-def score(hyps: list[list[str]], refs: list[list[str]], detok, tokenize: str) -> dict:
-    """Exact match (token lists equal) and sacrebleu corpus BLEU, both in percent."""
-    import sacrebleu
-
-    exact = float(np.mean([h == r for h, r in zip(hyps, refs)])) * 100
-    bleu = sacrebleu.corpus_bleu(
-        [detok(h) for h in hyps],
-        [[detok(r) for r in refs]],
-        tokenize=tokenize,  # refs: a list
-    )
-    return {"exact": exact, "bleu": float(bleu.score)}
-
-
-def evaluate(config, spec, params, data: Data, max_len: int) -> dict:
-    """Greedy and beam on the whole test split: overall, by length, and heatmap samples."""
-    test, vocab = encode(data, "test"), data.target_vocab
-    sources = [s for s, _ in test]
-    # The widest source of train and test, as --mode=translate pads: one compiled shape for both.
-    width = max(*map(len, sources), *(len(s) + 1 for s, _ in data.splits["train"]))
-    refs = [t for _, t in data.splits["test"]]
-    tokenize = config.bleu_tokenize
-    if tokenize == "auto":
-        tokenize = "none" if data.pretokenized else "13a"
-    detok = data.tokenizer.detokenize
-    axis = "target" if config.dataset.startswith("scan:") else "source"
-    lengths = np.array([len(t if axis == "target" else s) for s, t in data.splits["test"]])
-    results = {"dataset": config.dataset, "num_test": len(test), "length_axis": axis,
-               "bleu_tokenize": tokenize, "beam_size": config.beam_size}  # fmt: skip
-    for name, beam in (("greedy", 1), ("beam", config.beam_size)):
-        decoder = make_decoder(config.cell, spec, max_len, beam, config.alpha)
-        tokens, weights = translate_batches(decoder, params, sources, config.eval_batch_size, width)
-        hyps = [vocab.decode(row) for row in tokens]
-        results[name] = score(hyps, refs, detok, tokenize)
-        results[f"{name}_by_length"] = [
-            {"lo": lo, "hi": hi, "n": int(sel.sum())}
-            | score(
-                [hyps[i] for i in np.flatnonzero(sel)],
-                [refs[i] for i in np.flatnonzero(sel)],
-                detok,
-                tokenize,
-            )  # fmt: skip
-            for lo, hi in length_bins(lengths)
-            if (sel := (lengths >= lo) & (lengths <= hi)).any()
-        ]
-        if name == "greedy":
-            results["samples"] = _samples(config, data, hyps, weights, lengths)
-        logging.info("%s %s: %s", spec.attention, name, results[name])
-    return results
-
-
-def _samples(config, data: Data, hyps, weights, lengths) -> list[dict]:
-    """Test sentences at evenly spaced length quantiles, with their attention [out, src]."""
-    order = np.argsort(lengths, kind="stable")
-    picks = [
-        int(order[int(q * (len(order) - 1))]) for q in np.linspace(0.4, 1.0, config.num_heatmaps)
-    ]
-    out = []
-    for i in picks:
-        src, ref = data.splits["test"][i]
-        n_out, n_src = len(hyps[i]) + 1, len(src) + 1  # with <eos>
-        out.append({"source": src + ["<eos>"], "output": hyps[i] + ["<eos>"], "reference": ref,
-                    "weights": np.round(weights[i][:n_out, :n_src], 4).tolist()})  # fmt: skip
-    return out
-
-
 # --- the experiment ----------------------------------------------------------------------------
 
 
@@ -435,92 +247,6 @@ def run(config, workdir: str) -> dict:
         plot(workdir, models)
         writers.write_text_atomic(workdir / "report.md", report(str(workdir)))
     return results | {"runs": models}
-
-
-def plot(workdir: Path, models: dict) -> None:
-    """attention_<kind>.png, by_length.png and learning_curves.png."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    for kind, res in models.items():
-        if kind == "none" or not res["samples"]:
-            continue
-        samples = res["samples"]
-        fig, axes = plt.subplots(1, len(samples), figsize=(4.2 * len(samples), 5.5), dpi=100)
-        for ax, s in zip(np.atleast_1d(axes), samples):
-            ax.imshow(np.array(s["weights"]), cmap="gray", vmin=0, vmax=1, aspect="auto")
-            ax.set_xticks(range(len(s["source"])), s["source"], rotation=90, fontsize=7)
-            ax.set_yticks(range(len(s["output"])), s["output"], fontsize=6)
-            ax.xaxis.tick_top()
-        fig.suptitle(f"{kind} attention (source along x, output along y)", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(workdir / f"attention_{kind}.png")
-        plt.close(fig)
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
-    for kind, res in models.items():
-        rows = res["greedy_by_length"]
-        mid = [(r["lo"] + r["hi"]) / 2 for r in rows]
-        for ax, metric in zip(axes, ("bleu", "exact")):
-            ax.plot(mid, [r[metric] for r in rows], marker="o", label=kind)
-            ax.set_ylabel({"bleu": "BLEU (greedy)", "exact": "exact match % (greedy)"}[metric])
-    axis = next(iter(models.values()))["length_axis"]
-    for ax in axes:
-        ax.set_xlabel(f"{'reference' if axis == 'target' else 'source'} length (tokens)")
-        ax.legend(frameon=False)
-    fig.tight_layout()
-    fig.savefig(workdir / "by_length.png")
-    plt.close(fig)
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
-    for kind in models:
-        records = writers.read_metrics(workdir / kind)
-        steps = [r["step"] for r in records]
-        axes[0].plot(steps, [r["loss"] for r in records], label=f"{kind} train", lw=1)
-        axes[0].plot(steps, [r["eval_loss"] for r in records], ls="--", label=f"{kind} test")
-        axes[1].plot(steps, [100 * r["eval_exact"] for r in records], label=kind)
-    axes[0].set_yscale("log")
-    axes[0].set_ylabel("token cross-entropy")
-    axes[1].set_ylabel("exact match % (test sample, greedy)")
-    for ax in axes:
-        ax.set_xlabel("step")
-        ax.legend(frameon=False, fontsize=7)
-    fig.tight_layout()
-    fig.savefig(workdir / "learning_curves.png")
-    plt.close(fig)
-
-
-def report(workdir: str) -> str:
-    """The markdown section: ours beside the published numbers; figure paths relative to the
-    parent of ``workdir`` (as experiments.reproduce writes report.md there)."""
-    workdir = Path(workdir)
-    lines = ["## Translation: encoder-decoders with and without attention", ""]
-    path = workdir / "results.json"
-    if not path.exists():
-        return "\n".join(lines + ["(no results yet)", ""])
-    res = json.loads(path.read_text())
-    lines += [
-        f"Dataset `{res['dataset']}`: {res.get('num_test', '?')} test pairs, exact match and "
-        "sacrebleu corpus BLEU (%); by_length.png bins them by the "
-        f"{'reference (actions)' if res.get('length_axis') == 'target' else 'source'} length.",
-        "",
-        "| model | steps | exact (greedy) | exact (beam) | BLEU (greedy) | BLEU (beam) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for kind, m in res["models"].items():
-        g, b = m["greedy"], m["beam"]
-        lines.append(f"| {kind} | {m['steps']} | {g['exact']:.1f} | {b['exact']:.1f} | "
-                     f"{g['bleu']:.1f} | {b['bleu']:.1f} |")  # fmt: skip
-    lines += ["", f"Published: {res['published'] or '(no published figure for this data set)'}. "
-              f"{res['context']}", ""]  # fmt: skip
-    rel = lambda name: (workdir / name).relative_to(workdir.parent)  # noqa: E731
-    for name in ["by_length.png", "learning_curves.png", *sorted(
-            p.name for p in workdir.glob("attention_*.png"))]:  # fmt: skip
-        if (workdir / name).exists():
-            lines.append(f"![{name[:-4]}]({rel(name)})")
-    return "\n".join(lines) + "\n"
 
 
 def demo(workdir: str) -> None:
