@@ -19,7 +19,6 @@ h). See experiments/configs/char_lm.py.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -28,15 +27,17 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from absl import logging
 
 from experiments import _cli
+from experiments._char_lm_data import load_data
+from experiments._char_lm_report import chosen_units, plot, visualise, write_sample
+from experiments._char_lm_report import read_samples as read_samples  # tests read it
+from experiments._char_lm_report import report as report  # experiments.reproduce calls it
 from experiments.long_memory import parse_options
 from rnnlab import cells
-from rnnlab.analysis import figures, text_features, visualize
+from rnnlab.analysis import text_features
 from rnnlab.data import text
-from rnnlab.data.tfds_source import DatasetNotPreparedError
 from rnnlab.models import lm
 from rnnlab.train import loop, parallel, state, step, writers
 from rnnlab.train.checkpoint import Checkpointer, flatten_config
@@ -53,19 +54,6 @@ POSITIVE = (
     "vis_chars", "vis_show_chars",
 )  # fmt: skip
 NON_NEGATIVE = ("max_chars", "embed_size", "top_k", "vis_top", "warmup_steps")
-
-
-class Data(NamedTuple):
-    """The corpus, split by position and encoded; ``fingerprint`` goes into the checkpoints."""
-
-    vocab: text.CharVocab
-    train: np.ndarray  # [N_train] int32
-    valid: np.ndarray
-    test: np.ndarray
-    valid_text: str
-    streams: text.StreamBatcher
-    language: str
-    fingerprint: dict
 
 
 # --- checks and setup ------------------------------------------------------------------------
@@ -108,15 +96,6 @@ def check_config(c) -> None:
     _cli.check(not bad, "vis_units", c.vis_units, f"units must be in [0, {c.hidden_size})")
 
 
-def chosen_units(c) -> list[int]:
-    try:
-        return [int(u) for u in c.vis_units.replace(" ", "").split(",") if u]
-    except ValueError:
-        raise _cli.UsageError(
-            f"--config.vis_units={c.vis_units!r}: expected comma-separated ints, e.g. '3,17'"
-        ) from None
-
-
 def make_cell(c) -> cells.Cell:
     try:
         return cells.get(c.cell, **parse_options(c.cell_options))
@@ -129,44 +108,6 @@ def check_sampling(c, vocab: text.CharVocab) -> None:
     unknown = sorted({ch for ch in c.prime if ch not in vocab.chars})
     _cli.check(not unknown, "prime", c.prime, f"characters {unknown} are not in the vocabulary")
     _cli.check(c.top_k <= vocab.size, "top_k", c.top_k, f"must be <= V = {vocab.size}")
-
-
-def load_data(c) -> Data:
-    """Reads, splits and encodes the corpus; a bad corpus is a one-line UsageError."""
-    try:
-        corpus = text.load_corpus(
-            c.corpus, max_chars=c.max_chars or None, data_dir=c.data_dir or None
-        )
-    except (OSError, text.NotUtf8Error, DatasetNotPreparedError, ValueError) as e:
-        raise _cli.UsageError(f"--config.corpus={c.corpus!r}: {e}") from None
-    train_fraction = 1.0 - c.valid_fraction - c.test_fraction
-    parts = text.split_text(corpus, (train_fraction, c.valid_fraction, c.test_fraction))
-    for name, part in zip(("valid", "test"), parts[1:]):
-        _cli.check(
-            len(part) >= 2, f"{name}_fraction", c[f"{name}_fraction"], f"{len(part)} characters"
-        )
-    vocab = text.CharVocab.from_text(parts.train)
-    train = vocab.encode(parts.train)
-    try:
-        streams = text.StreamBatcher(train, c.batch_size, c.seq_len)
-    except ValueError as e:
-        raise _cli.UsageError(f"--config.batch_size={c.batch_size!r}: {e}") from None
-    python = c.corpus == "python_stdlib" or c.corpus.endswith(".py")
-    fingerprint = {
-        "corpus_sha256": hashlib.sha256(corpus.encode("utf-8")).hexdigest(),
-        "corpus_chars": len(corpus),
-        "vocab_size": vocab.size,
-    }
-    return Data(
-        vocab,
-        train,
-        vocab.encode(parts.valid),
-        vocab.encode(parts.test),
-        parts.valid,
-        streams,
-        c.language or ("python" if python else "prose"),
-        fingerprint,
-    )
 
 
 class Model(NamedTuple):
@@ -342,97 +283,7 @@ def _latest_step(workdir: Path) -> int:
     return steps[-1] if steps else 0
 
 
-def write_sample(workdir: Path, step_: int, config, sample: str) -> None:
-    """Adds a sample to samples.jsonl (dropping any from step_ on: a resumed run's rewrite)."""
-    entry = {
-        "step": step_,
-        "temperature": config.temperature,
-        "top_k": config.top_k,
-        "text": sample,
-    }
-    records = [r for r in read_samples(workdir) if r["step"] < step_] + [entry]
-    writers.write_text_atomic(
-        workdir / "samples.jsonl", "".join(json.dumps(r) + "\n" for r in records)
-    )
-    writers.write_text_atomic(workdir / "samples.txt", "".join(map(format_sample, records)))
-
-
-def format_sample(r: dict) -> str:
-    return (
-        f"=== step {r['step']} (temperature {r['temperature']}, top_k {r['top_k']}) ===\n"
-        f"{r['text']}\n\n"
-    )
-
-
-def read_samples(workdir: Path) -> list[dict]:
-    path = Path(workdir) / "samples.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-# --- hidden units ----------------------------------------------------------------------------
-
-
-def visualise(workdir: Path, config, spec: lm.LMSpec, params, data: Data) -> list[dict]:
-    """Ranks the last layer's units by correlation with the text features; draws the best.
-
-    Activations: tanh(c) for a cell with a cell state c (LSTM), else h, after each character of
-    vis_chars of the valid text from its first full line (from the zero state). Writes
-    units.html (every unit picked, on the first vis_show_chars) and unit_<u>.png for each.
-
-    Returns:
-        [{"unit", "feature", "r", "png"}]: per feature (those constant on this text left out) the
-        vis_top best units not picked for an earlier feature, then the chosen vis_units (with
-        their best feature).
-    """
-    start = data.valid_text.find("\n", 0, config.vis_chars) + 1  # 0 if no newline
-    shown_text = data.valid_text[start : start + config.vis_chars]
-    layer = lm.hidden_states(spec, params, data.vocab.encode(shown_text))[-1]
-    kind = "tanh(c)" if "c" in layer else "h"
-    acts = np.asarray(jnp.tanh(layer["c"]) if "c" in layer else layer["h"])  # [N, H], host sync
-    features = text_features.features(shown_text, data.language)
-    features = {k: v for k, v in features.items() if np.ptp(v) > 0}
-    ranked = text_features.rank_units(acts, features, top=acts.shape[1])
-    picks = []
-    for feature, scores in ranked.items():
-        fresh = [s for s in scores if s.unit not in {u for u, _, _ in picks}]
-        picks += [(s.unit, feature, s.correlation) for s in fresh[: config.vis_top]]
-    for u in [u for u in chosen_units(config) if u not in {p[0] for p in picks}]:
-        rs = {f: float(text_features.correlations(acts[:, [u]], v)[0]) for f, v in features.items()}
-        best = max(rs, key=lambda f: abs(rs[f])) if rs else "-"
-        picks.append((u, best, rs.get(best, 0.0)))
-    n = config.vis_show_chars
-    pages, units = {}, []
-    for u, feature, r in picks:
-        label = f"unit {u} ({kind}), r = {r:+.2f} with {feature}"
-        pages[label] = acts[:n, u]
-        png = visualize.write_png(
-            workdir / f"unit_{u}.png", shown_text[:n], acts[:n, u], title=label
-        )
-        units.append({"unit": u, "feature": feature, "r": r, "png": Path(png).name})
-    visualize.write_html(
-        workdir / "units.html",
-        shown_text[:n],
-        pages,
-        title=f"{config.cell} units on {config.corpus}",
-    )
-    return units
-
-
-# --- figures, sampling mode, report ----------------------------------------------------------
-
-
-def plot(workdir: Path, unigram: float, config) -> Path:
-    """learning_curve.png: train and validation bpc against the step, with the unigram line."""
-    return figures.learning_curve(
-        workdir / "learning_curve.png",
-        writers.read_metrics(workdir),
-        "bpc",
-        "eval_bpc",
-        reference=unigram,
-        labels=("train (last batch)", "valid", "unigram (valid)"),
-        ylabel="bits per character",
-        title=f"{config.cell} {config.hidden_size} on {config.corpus}",
-    )
+# --- sampling mode ---------------------------------------------------------------------------
 
 
 def sample(config, workdir: str) -> str:
@@ -468,55 +319,6 @@ def sample(config, workdir: str) -> str:
     logging.info("sample from step %d", restored.step)
     print(out)
     return out
-
-
-def report(workdir: str) -> str:
-    """The markdown section for runs/…/report.md; figure paths are relative to its parent."""
-    workdir = Path(workdir)
-    res = json.loads((workdir / "results.json").read_text())
-    rel = lambda name: (workdir / name).relative_to(workdir.parent)  # noqa: E731
-    samples = read_samples(workdir)
-    picks = [samples[0], samples[len(samples) // 2], samples[-1]] if len(samples) >= 3 else samples
-    lines = [
-        "## Character-level language model (Karpathy, Johnson & Fei-Fei 2015)",
-        "",
-        f"{res['cell']} {res['hidden_size']} on `{res['corpus']}` "
-        f"({res['characters']['train']:,} train characters, V = {res['vocab_size']}), "
-        f"{res['steps']} steps of truncated BPTT ({res['train_characters']:,} characters read).",
-        "",
-        "| text | bits per character | unigram baseline |",
-        "|---|---|---|",
-        *(
-            f"| {k} | {res['bpc'][k]:.3f} | {res['unigram_bpc'][k]:.3f} |"
-            for k in ("valid", "test")
-        ),
-        "",
-        f"![learning curve]({rel('learning_curve.png')})",
-        "",
-        "Samples (temperature, top_k as logged) as training goes on:",
-        "",
-    ]
-    for s in picks:
-        excerpt = s["text"][:300].replace("```", "'''")
-        lines += [
-            f"Step {s['step']} (temperature {s['temperature']}):",
-            "",
-            "```",
-            excerpt,
-            "```",
-            "",
-        ]
-    top = sorted(res["units"], key=lambda u: -abs(u["r"]))[:2]
-    lines += ["Hidden units (red -1, blue +1), the two most correlated with a text feature:", ""]
-    for u in top:
-        lines += [
-            f"Unit {u['unit']}, r = {u['r']:+.2f} with {u['feature']}:",
-            "",
-            f"![unit {u['unit']}]({rel(u['png'])})",
-            "",
-        ]
-    lines.append(f"All units shown: [{rel('units.html')}]({rel('units.html')})")
-    return "\n".join(lines) + "\n"
 
 
 def demo(workdir: str) -> None:
