@@ -14,7 +14,7 @@ from rnnlab import cells
 from rnnlab.cells.lstm import VARIANTS, chrono_bias
 from rnnlab.data import tasks
 from rnnlab.models import sequence
-from rnnlab.train import state, step, sweep
+from rnnlab.train import parallel, state, step, sweep
 
 GREFF = tuple(v for v in VARIANTS if v != "vanilla") + ("peepholes",)
 
@@ -28,6 +28,8 @@ class Group(NamedTuple):
         hparams: {"seed", "forget_bias", "chrono"} arrays [n].
         init_one: h -> TrainState of one model.
         step_one: (state, h) -> (state, metrics) of one model.
+        split_one: step_one with its batch split over the sweep's devices (``sweep.SPLIT``), for
+            the models a sharded round leaves; None when the batch does not split evenly.
         eval_one: (state, h) -> eval metrics of one model on fresh, per-seed paired sequences.
     """
 
@@ -37,6 +39,7 @@ class Group(NamedTuple):
     hparams: dict
     init_one: Callable
     step_one: Callable
+    split_one: Callable | None
     eval_one: Callable
 
 
@@ -99,6 +102,12 @@ def _group(config, task, seq_len, t_max, seeds, name, cell, settings) -> Group:
         return metrics.pop("loss"), metrics
 
     train_step = step.make_step(loss_fn, tx, source.next, clip_norm=config.clip_norm)
+    split_step = None
+    if config.batch_size % jax.device_count() == 0:
+        split_step = step.make_step(
+            loss_fn, tx, source.next, clip_norm=config.clip_norm,
+            grad_fn=parallel.local_batch_grad(loss_fn, sweep.SPLIT),
+        )  # fmt: skip
 
     def eval_one(s, h):
         batch = task.sample(jax.random.fold_in(keys(h)[4], s.step), config.eval_batch_size, seq_len)
@@ -117,6 +126,7 @@ def _group(config, task, seq_len, t_max, seeds, name, cell, settings) -> Group:
         hparams,
         init_one,
         lambda s, h: train_step(s),
+        split_step and (lambda s, h: split_step(s)),
         eval_one,
     )
 
@@ -176,7 +186,9 @@ def program(grid: list[Group], strategy: str):
     """(init_state, train_step, evaluate) over every model of ``grid``, for ``loop.train``."""
     sizes = _sizes(grid)
     inits = [sweep.init_models(g.init_one, g.hparams, strategy) for g in grid]
-    steps = [sweep.step_models(g.step_one, g.hparams, strategy) for g in grid]
+    steps = [
+        sweep.step_models(g.step_one, g.hparams, strategy, split_one=g.split_one) for g in grid
+    ]
     evals = [sweep.step_models(g.eval_one, g.hparams, strategy) for g in grid]
     cat = lambda *xs: jnp.concatenate(xs)  # noqa: E731
 

@@ -39,14 +39,18 @@ import jax.numpy as jnp  # noqa: E402
 from rnnlab import cells  # noqa: E402
 from rnnlab.data import tasks  # noqa: E402
 from rnnlab.models import sequence  # noqa: E402
-from rnnlab.train import state, step, sweep  # noqa: E402
+from rnnlab.train import parallel, state, step, sweep  # noqa: E402
 
 STRATEGIES = ("vmap", "map", "vmap:4", "sharded", "sharded:vmap", "sharded:vmap:2")
 SEQ_LEN, BATCH = 100, 64
 
 
 def models(cell_name: str, hidden_size: int):
-    """(init_one, step_one) of one model on adding; hparams {"seed": int32 []}."""
+    """(init_one, step_one, split_one) of one model on adding; hparams {"seed": int32 []}.
+
+    split_one is step_one with its batch split over the sweep's devices (``sweep.step_models``
+    runs the models a sharded round leaves that way).
+    """
     task = tasks.get("adding")
     tx = step.optimizer("adam", 1e-3)
     model = sequence.make(
@@ -68,7 +72,12 @@ def models(cell_name: str, hidden_size: int):
         src, _, _ = source(h)
         return step.make_step(loss_fn, tx, src.next)(s)
 
-    return init_one, step_one
+    def split_one(s, h):
+        src, _, _ = source(h)
+        grad_fn = parallel.local_batch_grad(loss_fn, sweep.SPLIT)
+        return step.make_step(loss_fn, tx, src.next, grad_fn=grad_fn)(s)
+
+    return init_one, step_one, split_one
 
 
 def interleaved_ms(fns, reps: int) -> list[float]:
@@ -88,8 +97,11 @@ def interleaved_ms(fns, reps: int) -> list[float]:
     return [statistics.median(ts) for ts in times]
 
 
-def bench(cell_name: str, hidden_size: int, n: int, strategies, reps: int) -> list[dict]:
-    init_one, step_one = models(cell_name, hidden_size)
+def bench(
+    cell_name: str, hidden_size: int, n: int, strategies, reps: int, split: bool = True
+) -> list[dict]:
+    init_one, step_one, split_one = models(cell_name, hidden_size)
+    split_one = split_one if split else None
     hparams = {"seed": jnp.arange(n, dtype=jnp.int32)}
     one_step = jax.jit(step_one)
     singles = [jax.jit(init_one)({"seed": jnp.int32(i)}) for i in range(n)]
@@ -101,7 +113,7 @@ def bench(cell_name: str, hidden_size: int, n: int, strategies, reps: int) -> li
     rows = []
     for name in strategies:
         states = jax.jit(sweep.init_models(init_one, hparams, name))()
-        run = jax.jit(sweep.step_models(step_one, hparams, name))
+        run = jax.jit(sweep.step_models(step_one, hparams, name, split_one=split_one))
         swept = lambda run=run, states=states: jax.block_until_ready(run(states))  # noqa: E731
         base, ms = interleaved_ms((separate, swept), reps)
         rows.append(
@@ -111,6 +123,7 @@ def bench(cell_name: str, hidden_size: int, n: int, strategies, reps: int) -> li
                 "n": n,
                 "strategy": name,
                 "resolved": sweep.resolve(name, num_models=n),
+                "split": split,
                 "ms": round(ms, 2),
                 "separate_ms": round(base, 2),
                 "ratio": round(ms / base, 3),
@@ -134,15 +147,19 @@ def main(argv=None) -> None:
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--strategy", help="time this strategy only, in this process")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per strategy")
+    parser.add_argument("--no-split", action="store_true",
+                        help="no split_one: a sharded round short of models is padded")  # fmt: skip
+    parser.add_argument("--n", help="comma-separated N (default 1,5,15,30)")
     args = parser.parse_args(argv)
     if args.quick:
         matrix = [("lstm", 64, n) for n in (5, 15)]
     else:
-        matrix = [(c, h, n) for c in ("lstm", "gru") for h in (32, 64, 128) for n in (1, 5, 15, 30)]
+        ns = [int(n) for n in args.n.split(",")] if args.n else (1, 5, 15, 30)
+        matrix = [(c, h, n) for c in ("lstm", "gru") for h in (32, 64, 128) for n in ns]
     if args.strategy:  # the child: one strategy, rows as one JSON line on the last line
         rows = []
         for cell_name, hidden_size, n in matrix:
-            rows += bench(cell_name, hidden_size, n, (args.strategy,), args.reps)
+            rows += bench(cell_name, hidden_size, n, (args.strategy,), args.reps, not args.no_split)
         print(json.dumps(rows))
         return
     # Each strategy runs in a process of its own: in one process, single-device programs run
@@ -154,6 +171,7 @@ def main(argv=None) -> None:
     hung = []
     for strategy in ("auto", *STRATEGIES):
         cmd = [sys.executable, __file__, "--strategy", strategy, "--reps", str(args.reps)]
+        cmd += ["--no-split"] * args.no_split + (["--n", args.n] if args.n else [])
         try:
             child = subprocess.run(cmd + (["--quick"] if args.quick else []), capture_output=True,
                                    text=True, check=True, timeout=args.timeout)  # fmt: skip

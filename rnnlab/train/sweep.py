@@ -28,6 +28,11 @@ and sharded over 2 devices about 0.55x (scripts/bench_sweeps.py measures it).
 
 "sharded" pads N up to a multiple of the device count with copies of the last model and drops
 them from the outputs: with lax.map inside, a step costs ceil(N / devices) models either way.
+Unless ``step_models`` is given ``split_one``: the same step with its batch split over the
+devices of ``SPLIT`` (built with ``grad_fn=parallel.local_batch_grad(loss_fn, sweep.SPLIT)``).
+Then the N mod D models that do not fill a round run data parallel over all D devices, each
+device taking B / D of their batch, instead of padding: 5 models on 2 devices cost 2.5 model
+steps per device, not 3, and 1 model costs half of one.
 Every model equals its separate run to float32 tolerance under every strategy
 (tests/train/test_sweep.py). check_vma=False: the models never communicate, and rnnlab's scans
 start from an invariant ``jnp.zeros`` carry, which the check rejects (see ``parallel``).
@@ -47,6 +52,7 @@ from jax.sharding import PartitionSpec as P
 
 AXIS = "model"
 DATA = "data"  # the name of rnnlab.train.parallel.AXIS
+SPLIT = (AXIS, DATA)  # every device of a sweep's mesh: the batch axis of ``split_one``
 
 
 class _Strategies(tuple):
@@ -96,8 +102,9 @@ def resolve(
         backend: "cpu", "gpu", "tpu" (default: ``jax.default_backend()``).
         devices: the devices a "sharded" strategy splits over (default: ``jax.devices()``).
         num_models: N, if known. On the CPU "auto" shards only when every device gets at least
-            two models: a multi-device program has a fixed cost (on 2 cores, one LSTM per
-            device took 1.3-2.6x the time of the one model alone; 3 per device 0.56-0.83x).
+            two models: a multi-device program has a fixed cost. On 2 cores one LSTM 32 per
+            device, or one split over both (``split_one``), took 1.06-1.12x the time of the
+            model alone; 2.5 per device 0.64-0.85x (scripts/bench_sweeps.py).
     """
     if strategy != "auto":
         _parse(strategy)
@@ -174,34 +181,60 @@ def make_mesh(data: int = 1, devices=None) -> jax.sharding.Mesh:
     )
 
 
-def _sharded(fn: Callable, devices, mesh) -> Callable:
-    """fn over a model axis split by shard_map over ``mesh`` (default: a 1-d mesh of devices).
+def _mesh(devices) -> jax.sharding.Mesh:
+    """The default mesh of a "sharded" strategy: (model, data) = (every device, 1)."""
+    devs = jax.devices() if devices is None else list(devices)
+    return jax.make_mesh((len(devs), 1), SPLIT, axis_types=(AxisType.Auto,) * 2, devices=devs)
 
-    N is padded to a multiple of the ``model`` axis size with copies of the last model, whose
-    outputs are dropped. Along a ``data`` axis the models' inputs are replicated, and their
-    outputs must agree (``local_batch_grad`` averages over it), so the first copy is kept.
+
+def _sharded(fn: Callable, devices, mesh, split: Callable | None = None) -> Callable:
+    """fn over a model axis split by shard_map over ``mesh`` (default: ``_mesh(devices)``).
+
+    Without ``split``, N is padded to a multiple of the ``model`` axis size with copies of the
+    last model, whose outputs are dropped. With it, the last N mod D models go to ``split``
+    (same signature as fn) on every device, replicated, while the first models are split over
+    ``model``. Along a ``data`` axis the models' inputs are replicated, and their outputs must
+    agree (``local_batch_grad`` averages over it), so the first copy is kept.
     """
 
     def run(*args):
-        m = mesh
-        if m is None:
-            devs = jax.devices() if devices is None else list(devices)
-            if len(devs) == 1:
-                return fn(*args)
-            m = jax.make_mesh((len(devs),), (AXIS,), axis_types=(AxisType.Auto,), devices=devs)
+        m = _mesh(devices) if mesh is None else mesh
+        if mesh is None and m.devices.size == 1:
+            return fn(*args)
         d, n = m.shape[AXIS], _num(args)
+        shard = lambda f, i, o: jax.shard_map(  # noqa: E731
+            f, mesh=m, in_specs=i, out_specs=o, check_vma=False
+        )
+        if split is not None and n % d:
+            full = n - n % d
+            head = jax.tree.map(lambda x: x[:full], args)
+            tail = jax.tree.map(lambda x: x[full:], args)
+            if not full:
+                return shard(split, P(), P())(*tail)
+            both = lambda h, t: (fn(*h), split(*t))  # noqa: E731
+            return _concat(*shard(both, (P(AXIS), P()), (P(AXIS), P()))(head, tail))
         pad = -n % d
         if pad:  # copies of the last model; their outputs are dropped below
             index = np.concatenate([np.arange(n), np.full(pad, n - 1)])
             args = jax.tree.map(lambda x: x[index], args)
-        out = jax.shard_map(fn, mesh=m, in_specs=P(AXIS), out_specs=P(AXIS), check_vma=False)(*args)
+        out = shard(fn, P(AXIS), P(AXIS))(*args)
         return jax.tree.map(lambda x: x[:n], out) if pad else out
 
     return run
 
 
-def _mapped(fn: Callable, strategy: str, devices=None, mesh=None, vmap: bool = True) -> Callable:
-    """fn over a leading model axis with ``strategy``; ``vmap=False``: lax.map where it vmaps."""
+def _mapped(
+    fn: Callable,
+    strategy: str,
+    devices=None,
+    mesh=None,
+    vmap: bool = True,
+    split: Callable | None = None,
+) -> Callable:
+    """fn over a leading model axis with ``strategy``; ``vmap=False``: lax.map where it vmaps.
+
+    ``split``: fn with its batch split over ``SPLIT``, for the models a sharded round leaves.
+    """
     if mesh is None:
         _parse(resolve(strategy, devices=devices))  # a bad name fails here, not at the call
 
@@ -209,7 +242,10 @@ def _mapped(fn: Callable, strategy: str, devices=None, mesh=None, vmap: bool = T
             name = resolve(strategy, devices=devices, num_models=_num(args))
             sharded, group = _parse(name)
             inner = _grouped(fn, group if vmap else 1)
-            return (_sharded(inner, devices, None) if sharded else inner)(*args)
+            if not sharded:
+                return inner(*args)
+            rest = None if split is None else _grouped(split, group if vmap else 1)
+            return _sharded(inner, devices, None, rest)(*args)
 
         return run
     if AXIS not in mesh.axis_names:
@@ -219,7 +255,9 @@ def _mapped(fn: Callable, strategy: str, devices=None, mesh=None, vmap: bool = T
     sharded, group = _parse(strategy)
     if not sharded:
         raise ValueError(f"mesh= needs a sharded strategy, got strategy={strategy!r}")
-    return _sharded(_grouped(fn, group if vmap else 1), None, mesh)
+    group = group if vmap else 1
+    rest = None if split is None else _grouped(split, group)
+    return _sharded(_grouped(fn, group), None, mesh, rest)
 
 
 def grid(**axes) -> dict:
@@ -257,7 +295,12 @@ def init_models(
 
 
 def step_models(
-    step_one: Callable, hparams, strategy: str = "auto", devices=None, mesh=None
+    step_one: Callable,
+    hparams,
+    strategy: str = "auto",
+    devices=None,
+    mesh=None,
+    split_one: Callable | None = None,
 ) -> Callable:
     """state -> (state, metrics) for N models; ``step_one(state_i, hparams_i)`` each.
 
@@ -269,8 +312,14 @@ def step_models(
         mesh: for a "sharded" strategy, a ``make_mesh(data=...)`` mesh instead of ``devices``;
             with a ``data`` axis of size > 1, step_one must average its gradients over it
             (``parallel.local_batch_grad``).
+        split_one: optional, the same step with its batch split over every device of the mesh:
+            built with ``grad_fn=parallel.local_batch_grad(loss_fn, sweep.SPLIT)``. A sharded
+            strategy then runs the N mod D models that do not fill a round data parallel
+            instead of padding. Those models equal their separate runs to float32 tolerance,
+            as data parallelism does, except per-example randomness in the loss (dropout),
+            which differs per device.
     """
-    mapped = _mapped(step_one, strategy, devices, mesh)
+    mapped = _mapped(step_one, strategy, devices, mesh, split=split_one)
     return lambda states: mapped(states, hparams)
 
 

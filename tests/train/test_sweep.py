@@ -22,10 +22,10 @@ from tests.train import helpers, toy
 STEPS = 3
 
 
-def lstm_adding(data_axis: bool = False):
+def lstm_adding(axis=None):
     """init_one(h), step_one(state, h) for an LSTM on adding; h = {"seed", "forget_bias"}.
 
-    data_axis: the gradient averages over the batch split along a ``data`` mesh axis.
+    axis: the mesh axis (or axes) the batch is split over, the gradient averaged; None: none.
     """
     task = tasks.get("adding")
     tx = step.optimizer("adam", 1e-2)
@@ -46,7 +46,7 @@ def lstm_adding(data_axis: bool = False):
         def loss_fn(params, batch, key):
             return task.loss(model.apply(params, batch["inputs"]), batch), {}
 
-        grad_fn = parallel.local_batch_grad(loss_fn) if data_axis else None
+        grad_fn = None if axis is None else parallel.local_batch_grad(loss_fn, axis)
         return step.make_step(loss_fn, tx, source.next, clip_norm=1.0, grad_fn=grad_fn)(s)
 
     return init_one, step_one
@@ -225,6 +225,8 @@ def test_sharded_strategies_and_model_by_data_meshes_equal_separate_runs():
         assert diff < 2e-6, (name, result)
     assert result["steps"] == [4, 4, 4]  # resumed from the step-2 checkpoint, to step 4
     assert result["models_logged"] == [0, 1, 2]
+    # The split models average their gradients over the devices; the padded ones never do.
+    assert all(count > 0 for count in result["split_all_reduces"]), result
 
 
 def _four_devices(workdir) -> dict:
@@ -263,7 +265,7 @@ def _four_devices(workdir) -> dict:
     separate = separate_runs(init_one, step_one, hparams, 2)
     diff["lstm_sharded"] = max_diff(states.params, separate)
     # (model, data) meshes: each model's batch of 8 split over 1, 2 or 4 devices.
-    init_one, step_one = lstm_adding(data_axis=True)
+    init_one, step_one = lstm_adding(axis=parallel.AXIS)
     shapes = []
     for data in (1, 2, 4):
         mesh = sweep.make_mesh(data=data)
@@ -274,7 +276,26 @@ def _four_devices(workdir) -> dict:
             states, metrics = run(states)
         assert metrics["loss"].shape == (3,)
         diff[f"lstm_mesh_data{data}"] = max_diff(states.params, separate)
+    # split_one: the 3 models of a round short run data parallel over all 4 devices (each
+    # device 2 of the 8 examples), alone (N = 3) and after a full round (N = 5 + 2 = 7 on a
+    # (2, 2) mesh: 1 model left, split over 4 devices); the result of each equals its run.
+    init_one, step_one = lstm_adding()
+    _, split_one = lstm_adding(axis=sweep.SPLIT)
+    seeds = {3: [0, 1, 2], 7: [0, 1, 2, 3, 4, 5, 6]}
+    split_traces = []
+    for n, mesh in ((3, None), (7, None), (7, sweep.make_mesh(data=2))):
+        hp = {"seed": jnp.array(seeds[n]), "forget_bias": jnp.linspace(0.0, 2.0, n)}
+        mesh_step = lstm_adding(axis=parallel.AXIS)[1] if mesh is not None else step_one
+        states = jax.jit(sweep.init_models(init_one, hp, "sharded", mesh=mesh))()
+        run = jax.jit(sweep.step_models(mesh_step, hp, "sharded", mesh=mesh, split_one=split_one))
+        for _ in range(2):
+            states, metrics = run(states)
+        assert metrics["loss"].shape == (n,)
+        split_traces.append(str(run.lower(states).as_text()).count("all_reduce"))
+        name = f"lstm_split_n{n}" + ("_mesh" if mesh is not None else "")
+        diff[name] = max_diff(states.params, separate_runs(init_one, step_one, hp, 2))
     return {
+        "split_all_reduces": split_traces,
         "devices": jax.device_count(),
         "auto": sweep.resolve("auto"),
         "diff": diff,
