@@ -32,10 +32,11 @@ Unless ``step_models`` is given ``split_one``: the same step with its batch spli
 devices of ``SPLIT`` (built with ``grad_fn=parallel.local_batch_grad(loss_fn, sweep.SPLIT)``).
 Then the N mod D models that do not fill a round run data parallel over all D devices, each
 device taking B / D of their batch, instead of padding: 5 models on 2 devices cost 2.5 model
-steps per device, not 3, and 1 model costs half of one.
+steps per device, not 3.
 Every model equals its separate run to float32 tolerance under every strategy
-(tests/train/test_sweep.py). check_vma=False: the models never communicate, and rnnlab's scans
-start from an invariant ``jnp.zeros`` carry, which the check rejects (see ``parallel``).
+(tests/train/test_sweep.py). check_vma=False: the models never communicate (the split ones only
+average their own gradients, in ``local_batch_grad``), and rnnlab's scans start from an
+invariant ``jnp.zeros`` carry, which the check rejects (see ``parallel``).
 """
 
 from __future__ import annotations
@@ -102,9 +103,9 @@ def resolve(
         backend: "cpu", "gpu", "tpu" (default: ``jax.default_backend()``).
         devices: the devices a "sharded" strategy splits over (default: ``jax.devices()``).
         num_models: N, if known. On the CPU "auto" shards only when every device gets at least
-            two models: a multi-device program has a fixed cost. On 2 cores one LSTM 32 per
-            device, or one split over both (``split_one``), took 1.06-1.12x the time of the
-            model alone; 2.5 per device 0.64-0.85x (scripts/bench_sweeps.py).
+            two models: a multi-device program has a fixed cost. On 2 cores one LSTM 32 or
+            GRU 32 split over both devices (``split_one``) took 1.12x and 1.22x the time of the
+            model alone; 5 models (2.5 per device) 0.64-0.94x (scripts/bench_sweeps.py).
     """
     if strategy != "auto":
         _parse(strategy)
