@@ -140,6 +140,19 @@ def _line(r: dict) -> str:
     )
 
 
+def _counts(text: str) -> list[int]:
+    """--n: "5,15" -> [5, 15]; anything but positive integers is a usage error."""
+    try:
+        ns = [int(n) for n in text.split(",")]
+    except ValueError:
+        ns = []
+    if not ns or min(ns) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected positive integers, comma-separated; got {text!r}"
+        )
+    return ns
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="LSTM 64, N in {5, 15}")
@@ -149,12 +162,14 @@ def main(argv=None) -> None:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per strategy")
     parser.add_argument("--no-split", action="store_true",
                         help="no split_one: a sharded round short of models is padded")  # fmt: skip
-    parser.add_argument("--n", help="comma-separated N (default 1,5,15,30)")
+    parser.add_argument(
+        "--n", type=_counts, help="comma-separated N, e.g. 5,15 (default 1,5,15,30)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         matrix = [("lstm", 64, n) for n in (5, 15)]
     else:
-        ns = [int(n) for n in args.n.split(",")] if args.n else (1, 5, 15, 30)
+        ns = args.n or (1, 5, 15, 30)
         matrix = [(c, h, n) for c in ("lstm", "gru") for h in (32, 64, 128) for n in ns]
     if args.strategy:  # the child: one strategy, rows as one JSON line on the last line
         rows = []
@@ -171,7 +186,8 @@ def main(argv=None) -> None:
     hung = []
     for strategy in ("auto", *STRATEGIES):
         cmd = [sys.executable, __file__, "--strategy", strategy, "--reps", str(args.reps)]
-        cmd += ["--no-split"] * args.no_split + (["--n", args.n] if args.n else [])
+        cmd += ["--no-split"] * args.no_split
+        cmd += ["--n", ",".join(map(str, args.n))] if args.n else []
         try:
             child = subprocess.run(cmd + (["--quick"] if args.quick else []), capture_output=True,
                                    text=True, check=True, timeout=args.timeout)  # fmt: skip

@@ -224,6 +224,11 @@ def _sharded(fn: Callable, devices, mesh, split: Callable | None = None) -> Call
     return run
 
 
+def _inner(fn: Callable, split: Callable | None, group: int | None) -> tuple:
+    """(fn, split) each over a leading model axis, grouped alike (split None stays None)."""
+    return _grouped(fn, group), None if split is None else _grouped(split, group)
+
+
 def _mapped(
     fn: Callable,
     strategy: str,
@@ -242,11 +247,8 @@ def _mapped(
         def run(*args):  # resolved at the call (under jit: at trace time), when N is known
             name = resolve(strategy, devices=devices, num_models=_num(args))
             sharded, group = _parse(name)
-            inner = _grouped(fn, group if vmap else 1)
-            if not sharded:
-                return inner(*args)
-            rest = None if split is None else _grouped(split, group if vmap else 1)
-            return _sharded(inner, devices, None, rest)(*args)
+            inner, rest = _inner(fn, split, group if vmap else 1)
+            return _sharded(inner, devices, None, rest)(*args) if sharded else inner(*args)
 
         return run
     if AXIS not in mesh.axis_names:
@@ -256,9 +258,8 @@ def _mapped(
     sharded, group = _parse(strategy)
     if not sharded:
         raise ValueError(f"mesh= needs a sharded strategy, got strategy={strategy!r}")
-    group = group if vmap else 1
-    rest = None if split is None else _grouped(split, group)
-    return _sharded(_grouped(fn, group), None, mesh, rest)
+    inner, rest = _inner(fn, split, group if vmap else 1)
+    return _sharded(inner, None, mesh, rest)
 
 
 def grid(**axes) -> dict:
