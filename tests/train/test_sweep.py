@@ -227,6 +227,7 @@ def test_sharded_strategies_and_model_by_data_meshes_equal_separate_runs():
     assert result["models_logged"] == [0, 1, 2]
     # The split models average their gradients over the devices; the padded ones never do.
     assert all(count > 0 for count in result["split_all_reduces"]), result
+    assert result["gather_exact"] and result["gather_all_gathers"] == 2, result  # 32 and 8 bits
 
 
 def _four_devices(workdir) -> dict:
@@ -294,7 +295,32 @@ def _four_devices(workdir) -> dict:
         split_traces.append(str(run.lower(states).as_text()).count("all_reduce"))
         name = f"lstm_split_n{n}" + ("_mesh" if mesh is not None else "")
         diff[name] = max_diff(states.params, separate_runs(init_one, step_one, hp, 2))
+    # _gather, what replicates the outputs of N = 3 or 7 models: every leaf bit for bit (NaN,
+    # -0.0, the smallest subnormal, typed keys), one all-gather per element width.
+    tree = {
+        "f": jnp.array([[0.0, -0.0], [jnp.nan, jnp.inf], [1.5, -2.0], [3.0, 1e-45]]),
+        "i": jnp.array([-1, 0, 1, 2**31 - 1], jnp.int32),
+        "b": jnp.array([True, False, True, True]),
+        "u8": jnp.arange(8, dtype=jnp.uint8).reshape(4, 2),
+        "key": jax.random.split(jax.random.key(0), 4),
+    }
+    gather = jax.jit(
+        jax.shard_map(
+            sweep._gather, mesh=sweep._mesh(None), in_specs=P(sweep.AXIS), out_specs=P(),
+            check_vma=False,
+        )
+    )  # fmt: skip
+    gathered = gather(tree)
+    raw = lambda x: np.asarray(  # noqa: E731
+        jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+    )
+    gather_exact = all(
+        raw(a).dtype == raw(b).dtype and raw(a).tobytes() == raw(b).tobytes()
+        for a, b in zip(jax.tree.leaves(tree), jax.tree.leaves(gathered))
+    )
     return {
+        "gather_exact": gather_exact,
+        "gather_all_gathers": gather.lower(tree).as_text().count('stablehlo.all_gather"'),
         "split_all_reduces": split_traces,
         "devices": jax.device_count(),
         "auto": sweep.resolve("auto"),
