@@ -36,7 +36,8 @@ class Data(NamedTuple):
     test: Split
 
 
-def _uint8(images: np.ndarray) -> np.ndarray:
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Images in [0, 1] (float) as uint8 pixels, as the captioner takes them (clipped, rounded)."""
     return np.round(np.clip(images, 0.0, 1.0) * 255).astype(np.uint8)
 
 
@@ -46,7 +47,7 @@ def _scenes(seed: int, split: str, size: int, image_size: int, max_objects: int)
                               max_objects=max_objects)  # fmt: skip
     examples = [ds[i] for i in range(size)]
     return Split(
-        _uint8(np.stack([e.image for e in examples])),
+        to_uint8(np.stack([e.image for e in examples])),
         [list(e.captions) for e in examples],
         [e.objects for e in examples],
         [f"{split} scene {i}" for i in range(size)],
@@ -58,7 +59,7 @@ def _from_files(config, data: caption_files.CaptionedImages, rows: list[int]) ->
     images = caption_files.load_images(
         paths, config.image_size, resize=True, convert=config.convert_images
     )
-    return Split(_uint8(images), [data.captions[i] for i in rows], None, paths)
+    return Split(to_uint8(images), [data.captions[i] for i in rows], None, paths)
 
 
 def _coco(config, name: str, split: str, size: int) -> Split:
@@ -67,7 +68,7 @@ def _coco(config, name: str, split: str, size: int) -> Split:
         image_size=config.image_size,
     )  # fmt: skip
     examples = [ds[i] for i in range(len(ds))]
-    return Split(_uint8(np.stack([e[0] for e in examples])), [e[1] for e in examples], None,
+    return Split(to_uint8(np.stack([e[0] for e in examples])), [e[1] for e in examples], None,
                  [e[2] for e in examples])  # fmt: skip
 
 

@@ -211,7 +211,8 @@ def check_workdir(workdir: str) -> Path:
     return path
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line, for a usage error (quotes and newlines folded)."""
     return " ".join(str(exc).replace("\\n", " ").replace("\\'", "'").strip("'\" ").split())
 
 
@@ -261,7 +262,7 @@ def main(
             "config", str(default_config), "Config file (FILE or FILE:variant).", fv, sys_argv=argv
         )
     except (AttributeError, KeyError, flags.Error) as e:
-        fail(f"--config: {_one_line(e)}")
+        fail(f"--config: {one_line(e)}")
     # absl's own flags (--logtostderr, --verbosity, ...) live on the global FLAGS.
     fv.append_flag_values(flags.FLAGS)
     try:
@@ -269,12 +270,12 @@ def main(
     except flags.Error as e:
         fail(str(e))
     except AttributeError as e:  # ml_collections: a misspelt --config.field
-        fail(f"--config: {_one_line(e)}")
+        fail(f"--config: {one_line(e)}")
     try:
         config = config_flag.value
         _ = list(config.keys())
     except (OSError, AttributeError, TypeError) as e:
-        fail(f"--config: {_one_line(e)}")
+        fail(f"--config: {one_line(e)}")
     if want_help:
         print(usage(name, fv, config, str(default_config.relative_to(CONFIG_DIR.parents[1]))))
         sys.exit(0)

@@ -56,7 +56,7 @@ def _raw_pairs(config) -> tuple[dict, bool]:
             train = tfds_source.open_pairs(arg, f"train[:{n}]" if n else "train", data_dir=data_dir)
             test = tfds_source.open_pairs(arg, config.test_split, data_dir=data_dir)
         except (FileNotFoundError, ValueError) as e:
-            raise bad(_cli._one_line(e)) from None
+            raise bad(_cli.one_line(e)) from None
         norm = lambda p: tuple(pairs_lib.normalize(s, lowercase=config.lowercase) for s in p)  # noqa: E731
         return {"train": [norm(p) for p in train], "test": [norm(p) for p in test]}, False
     close = difflib.get_close_matches(kind, [d.split(":")[0] for d in DATASETS], n=1)

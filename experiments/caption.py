@@ -34,7 +34,7 @@ import numpy as np
 from absl import logging
 
 from experiments import _cli
-from experiments._caption_data import Data, Split, _uint8, load_data, make_source
+from experiments._caption_data import Data, Split, load_data, make_source, to_uint8
 from experiments._caption_report import plot_attention, plot_curves, plot_samples
 from experiments._caption_report import report as report  # experiments.reproduce calls it
 from rnnlab import cells
@@ -377,7 +377,7 @@ def caption(config, workdir: str, paths: list[str], out=None) -> list[str]:
         raise _cli.UsageError(f"--workdir={workdir}: {run_dir} has no checkpoint yet")
     model_config.eval_batch_size = min(len(paths), model_config.eval_batch_size)
     captioner = make_captioner(spec, vocab, model_config, config.beam_size)
-    captions, _ = captioner(restored.state.params, _uint8(images))
+    captions, _ = captioner(restored.state.params, to_uint8(images))
     for path, text in zip(paths, captions):
         print(f"{path}: {text}", file=out)
     return captions

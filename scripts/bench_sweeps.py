@@ -11,7 +11,9 @@ This script sets JAX_NUM_CPU_DEVICES to the number of CPU cores before importing
 is already set), so that the "sharded" strategies have one device per core; the single-model
 baseline runs on one of those devices. Times are medians of several repetitions, in ms, the
 sweep and its baseline timed in turn (one call of each per round), and depend on whatever else
-is running on the machine: report the load with the numbers.
+is running on the machine: report the load with the numbers. "ratio" is the sweep's median over
+the baseline's; "rounds" (``ratio_per_round``) the median of each round's sweep over that round's
+baseline, which cancels load that drifts between rounds.
 
 Prints a table, then the rows as one JSON line (also written to --json when given).
 """
@@ -80,8 +82,8 @@ def models(cell_name: str, hidden_size: int):
     return init_one, step_one, split_one
 
 
-def interleaved_ms(fns, reps: int) -> list[float]:
-    """Median ms of each function, timed in turn ``reps`` times (one call of each per round).
+def interleaved_ms(fns, reps: int) -> list[list[float]]:
+    """The ms of each function's calls, timed in turn ``reps`` times (one call of each per round).
 
     Interleaving keeps a sweep and its separate baseline under the same conditions: on the
     shared 2-core machine one program's time can swing by 1.3x between phases of a run.
@@ -94,7 +96,7 @@ def interleaved_ms(fns, reps: int) -> list[float]:
             start = time.perf_counter()
             fn()
             ts.append(1e3 * (time.perf_counter() - start))
-    return [statistics.median(ts) for ts in times]
+    return times
 
 
 def bench(
@@ -115,7 +117,8 @@ def bench(
         states = jax.jit(sweep.init_models(init_one, hparams, name))()
         run = jax.jit(sweep.step_models(step_one, hparams, name, split_one=split_one))
         swept = lambda run=run, states=states: jax.block_until_ready(run(states))  # noqa: E731
-        base, ms = interleaved_ms((separate, swept), reps)
+        base_ms, sweep_ms = interleaved_ms((separate, swept), reps)
+        base, ms = statistics.median(base_ms), statistics.median(sweep_ms)
         rows.append(
             {
                 "cell": cell_name,
@@ -127,6 +130,11 @@ def bench(
                 "ms": round(ms, 2),
                 "separate_ms": round(base, 2),
                 "ratio": round(ms / base, 3),
+                # Each round's sweep over the same round's baseline: what drifts between rounds
+                # (the machine's load) cancels.
+                "ratio_per_round": round(
+                    statistics.median(m / b for m, b in zip(sweep_ms, base_ms)), 3
+                ),
             }
         )
         print(_line(rows[-1]), flush=True)
@@ -136,7 +144,8 @@ def bench(
 def _line(r: dict) -> str:
     return (
         f"{r['cell']:5s} {r['hidden_size']:4d} {r['n']:3d} {r['strategy']:14s} "
-        f"{r['resolved']:14s} {r['ms']:9.1f} {r['separate_ms']:9.1f} {r['ratio']:6.2f}"
+        f"{r['resolved']:14s} {r['ms']:9.1f} {r['separate_ms']:9.1f} {r['ratio']:6.2f} "
+        f"{r['ratio_per_round']:6.2f}"
     )
 
 
@@ -181,7 +190,7 @@ def main(argv=None) -> None:
     # after a 2-device (sharded) one were seen to hang in block_until_ready.
     print(f"backend {jax.default_backend()}, {jax.device_count()} devices, T={SEQ_LEN}, B={BATCH}")
     print(f"{'cell':5s} {'H':>4s} {'N':>3s} {'strategy':14s} {'resolved':14s} "
-          f"{'sweep ms':>9s} {'sep. ms':>9s} {'ratio':>6s}")  # fmt: skip
+          f"{'sweep ms':>9s} {'sep. ms':>9s} {'ratio':>6s} {'rounds':>6s}")  # fmt: skip
     rows = []
     hung = []
     for strategy in ("auto", *STRATEGIES):
