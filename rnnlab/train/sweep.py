@@ -238,8 +238,10 @@ def _sharded(fn: Callable, devices, mesh, split: Callable | None = None) -> Call
     Without ``split``, N is padded to a multiple of the ``model`` axis size with copies of the
     last model, whose outputs are dropped. With it, the last N mod D models go to ``split``
     (same signature as fn) on every device, replicated, while the first models are split over
-    ``model``. Either way an [N, ...] output cannot be split evenly, so it is replicated: the
-    split models' outputs are gathered inside the program by ``_gather``. Along a ``data`` axis
+    ``model``. Either way an [N, ...] array cannot be split evenly, so the state comes in and goes
+    out replicated: each device takes its models' rows inside the program (sliced by XLA outside
+    it, the replicated leaves were resharded by a collective-permute each, 5-6 ms a step at
+    N = 5, LSTM 64), and ``_gather`` brings every device's outputs back. Along a ``data`` axis
     the models' inputs are replicated, and their outputs must agree (``local_batch_grad``
     averages over it), so the first copy is kept.
     """
@@ -252,24 +254,31 @@ def _sharded(fn: Callable, devices, mesh, split: Callable | None = None) -> Call
         shard = lambda f, i, o: jax.shard_map(  # noqa: E731
             f, mesh=m, in_specs=i, out_specs=o, check_vma=False
         )
-        if split is not None and n % d:
-            full = n - n % d
-            head = jax.tree.map(lambda x: x[:full], args)
-            tail = jax.tree.map(lambda x: x[full:], args)
-            if not full:
-                return shard(split, P(), P())(*tail)
-            both = lambda h, t: _concat(_gather(fn(*h)), split(*t))  # noqa: E731
-            return shard(both, (P(AXIS), P()), P())(head, tail)
-        pad = -n % d
-        if not pad:
+        if not n % d:
             return shard(fn, P(AXIS), P(AXIS))(*args)
-        # Copies of the last model, whose outputs are dropped.
-        index = np.concatenate([np.arange(n), np.full(pad, n - 1)])
-        padded = jax.tree.map(lambda x: x[index], args)
-        out = shard(lambda *a: _gather(fn(*a)), P(AXIS), P())(*padded)
-        return jax.tree.map(lambda x: x[:n], out)
+        full = n - n % d
+        if split is not None and not full:
+            return shard(split, P(), P())(*args)
+
+        def split_and_rest(*a):  # this device's share of the first `full`, then the rest split
+            rest = jax.tree.map(lambda x: x[full:], a)
+            return _concat(_gather(fn(*_mine(a, full // d))), split(*rest))
+
+        def padded(*a):  # copies of the last model pad N to a multiple of d
+            a = jax.tree.map(lambda x: jnp.concatenate([x] + [x[-1:]] * (-n % d)), a)
+            return _gather(fn(*_mine(a, -(-n // d))))
+
+        if split is not None:
+            return shard(split_and_rest, P(), P())(*args)
+        return jax.tree.map(lambda x: x[:n], shard(padded, P(), P())(*args))  # copies dropped
 
     return run
+
+
+def _mine(args, k: int):
+    """Inside shard_map: this device's k models, rows [i k, (i + 1) k) for i = axis_index(AXIS)."""
+    start = lax.axis_index(AXIS) * k
+    return jax.tree.map(lambda x: lax.dynamic_slice_in_dim(x, start, k), args)
 
 
 def _inner(fn: Callable, split: Callable | None, group: int | None) -> tuple:

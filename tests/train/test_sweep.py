@@ -227,6 +227,7 @@ def test_sharded_strategies_and_model_by_data_meshes_equal_separate_runs():
     assert result["models_logged"] == [0, 1, 2]
     # The split models average their gradients over the devices; the padded ones never do.
     assert all(count > 0 for count in result["split_all_reduces"]), result
+    assert result["split_permutes"] == [0, 0, 0] and result["padded_permutes"] == 0, result
     assert result["gather_exact"] and result["gather_all_gathers"] == 2, result  # 32 and 8 bits
 
 
@@ -265,6 +266,7 @@ def _four_devices(workdir) -> dict:
         states, _ = run(states)
     separate = separate_runs(init_one, step_one, hparams, 2)
     diff["lstm_sharded"] = max_diff(states.params, separate)
+    padded_permutes = run.lower(states).compile().as_text().count("collective-permute(")
     # (model, data) meshes: each model's batch of 8 split over 1, 2 or 4 devices.
     init_one, step_one = lstm_adding(axis=parallel.AXIS)
     shapes = []
@@ -283,7 +285,7 @@ def _four_devices(workdir) -> dict:
     init_one, step_one = lstm_adding()
     _, split_one = lstm_adding(axis=sweep.SPLIT)
     seeds = {3: [0, 1, 2], 7: [0, 1, 2, 3, 4, 5, 6]}
-    split_traces = []
+    split_traces, permutes = [], []
     for n, mesh in ((3, None), (7, None), (7, sweep.make_mesh(data=2))):
         hp = {"seed": jnp.array(seeds[n]), "forget_bias": jnp.linspace(0.0, 2.0, n)}
         mesh_step = lstm_adding(axis=parallel.AXIS)[1] if mesh is not None else step_one
@@ -293,6 +295,9 @@ def _four_devices(workdir) -> dict:
             states, metrics = run(states)
         assert metrics["loss"].shape == (n,)
         split_traces.append(str(run.lower(states).as_text()).count("all_reduce"))
+        # The state comes in replicated (N does not split over the devices): each device takes
+        # its rows inside the program; sliced outside, XLA resharded every leaf by a permute.
+        permutes.append(run.lower(states).compile().as_text().count("collective-permute("))
         name = f"lstm_split_n{n}" + ("_mesh" if mesh is not None else "")
         diff[name] = max_diff(states.params, separate_runs(init_one, step_one, hp, 2))
     # _gather, what replicates the outputs of N = 3 or 7 models: every leaf bit for bit (NaN,
@@ -322,6 +327,8 @@ def _four_devices(workdir) -> dict:
         "gather_exact": gather_exact,
         "gather_all_gathers": gather.lower(tree).as_text().count('stablehlo.all_gather"'),
         "split_all_reduces": split_traces,
+        "split_permutes": permutes,
+        "padded_permutes": padded_permutes,
         "devices": jax.device_count(),
         "auto": sweep.resolve("auto"),
         "diff": diff,
