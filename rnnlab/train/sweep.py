@@ -32,7 +32,9 @@ Unless ``step_models`` is given ``split_one``: the same step with its batch spli
 devices of ``SPLIT`` (built with ``grad_fn=parallel.local_batch_grad(loss_fn, sweep.SPLIT)``).
 Then the N mod D models that do not fill a round run data parallel over all D devices, each
 device taking B / D of their batch, instead of padding: 5 models on 2 devices cost 2.5 model
-steps per device, not 3.
+steps per device, not 3. When N is not a multiple of the devices the stacked state lives
+replicated on every device (an [N, ...] array cannot be split evenly): each device slices its
+models inside the program and one all-gather per element width brings the results back.
 Every model equals its separate run to float32 tolerance under every strategy
 (tests/train/test_sweep.py). check_vma=False: the models never communicate (the split ones only
 average their own gradients, in ``local_batch_grad``), and rnnlab's scans start from an
