@@ -74,10 +74,11 @@ def models(cell_name: str, hidden_size: int):
         src, _, _ = source(h)
         return step.make_step(loss_fn, tx, src.next)(s)
 
+    split_grad = parallel.local_batch_grad(loss_fn, sweep.SPLIT)
+
     def split_one(s, h):
         src, _, _ = source(h)
-        grad_fn = parallel.local_batch_grad(loss_fn, sweep.SPLIT)
-        return step.make_step(loss_fn, tx, src.next, grad_fn=grad_fn)(s)
+        return step.make_step(loss_fn, tx, src.next, grad_fn=split_grad)(s)
 
     return init_one, step_one, split_one
 

@@ -107,7 +107,8 @@ def resolve(
         num_models: N, if known. On the CPU "auto" shards only when every device gets at least
             two models: a multi-device program has a fixed cost. On 2 cores one LSTM 32 or
             GRU 32 split over both devices (``split_one``) took 1.12x and 1.22x the time of the
-            model alone; 5 models (2.5 per device) 0.64-0.94x (scripts/bench_sweeps.py).
+            model alone; 5 models (2.5 per device) 0.59-0.78x, median 0.62-0.70x
+            (scripts/bench_sweeps.py, docs/performance.md).
     """
     if strategy != "auto":
         _parse(strategy)
