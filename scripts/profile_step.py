@@ -39,7 +39,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
+from typing import NamedTuple
 
 from experiments._cli import add_xla_cpu_flag
 
@@ -58,8 +59,16 @@ STEP_MARK = "profiled_step_"  # a TraceAnnotation around each traced step
 
 # --- the compiled HLO: what each operation computes ------------------------------------------
 
-_INSTR = re.compile(r"^\s*(?:ROOT )?%(\S+) = (\S+?)(?:\{[^}]*\})? ([\w-]+)\((.*)$")
+_NAME = re.compile(r"^\s*(?:ROOT )?%(\S+) = ")
+_OP = re.compile(r"\s*([\w-]+)\((.*)$")
 _COMP = re.compile(r"^(?:ENTRY )?%(\S+) \(")
+
+
+class Hlo(NamedTuple):
+    """What the optimized HLO says about each instruction (each thunk is named after one)."""
+
+    describe: dict[str, str]  # a short description: the root op and shape of what it computes
+    loop: dict[str, str]  # the innermost while loop whose body holds it; absent: the top level
 
 
 def _shape(text: str) -> str:
@@ -67,11 +76,35 @@ def _shape(text: str) -> str:
     return re.sub(r"\{[^}]*\}", "", text)
 
 
-def parse_hlo(text: str) -> dict[str, str]:
-    """{instruction name: a short description} for a module's optimized HLO text.
+def _instruction(line: str) -> tuple[str, str, str, str] | None:
+    """(name, shape, opcode, the rest) of an HLO instruction line, or None.
+
+    The shape may be a tuple, "(s32[], f32[32,128]{1,0}, ...)", with spaces inside.
+    """
+    head = _NAME.match(line)
+    if not head:
+        return None
+    rest = line[head.end() :]
+    if rest.startswith("("):  # a tuple shape: up to its matching parenthesis
+        depth = 0
+        for i, ch in enumerate(rest):  # noqa: B007 (i is read after the loop)
+            depth += {"(": 1, ")": -1}.get(ch, 0)
+            if depth == 0:
+                break
+        shape, rest = rest[: i + 1], rest[i + 1 :]
+    else:
+        shape, _, rest = rest.partition(" ")
+        rest = " " + rest
+    op = _OP.match(rest)
+    return (head.group(1), _shape(shape), *op.groups()) if op else None
+
+
+def parse_hlo(text: str) -> Hlo:
+    """Reads a module's optimized HLO text (as ``--xla_dump_hlo_as_text`` writes it).
 
     A fusion is described by the root of the computation it calls (a dot also by its operand
-    shapes), anything else by its opcode; both with the result shape.
+    shapes), anything else by its opcode; both with the result shape. An instruction belongs to
+    a loop when it sits in the body computation of a ``while``.
     """
     computations: dict[str, list[tuple[str, str, str, str]]] = {}
     current = None
@@ -80,9 +113,9 @@ def parse_hlo(text: str) -> dict[str, str]:
         if head:
             current = computations.setdefault(head.group(1), [])
             continue
-        m = _INSTR.match(line)
-        if m and current is not None:
-            current.append(m.groups())
+        instr = _instruction(line)
+        if instr and current is not None:
+            current.append(instr)
     shapes = {name: _shape(shape) for body in computations.values() for name, shape, _, _ in body}
 
     def root(comp: str) -> str:
@@ -95,24 +128,35 @@ def parse_hlo(text: str) -> dict[str, str]:
             return f"dot {_shape(shape)} <- " + " ".join(shapes.get(a, "?") for a in operands)
         return f"{op} {_shape(shape)}"
 
-    described = {}
+    describe, body_of_loop = {}, {}
     for body in computations.values():
         for name, shape, op, args in body:
             if op == "fusion":
                 called = re.search(r"calls=%([\w.-]+)", args)
-                described[name] = root(called.group(1)) if called else f"fusion {_shape(shape)}"
+                describe[name] = root(called.group(1)) if called else f"fusion {_shape(shape)}"
             else:
-                described[name] = f"{op} {_shape(shape)}"
-    return described
+                describe[name] = f"{op} {_shape(shape)}"
+            if op == "while":
+                loop_body = re.search(r"body=%([\w.-]+)", args)
+                if loop_body:
+                    body_of_loop[loop_body.group(1)] = name
+    loop = {
+        name: body_of_loop[comp]
+        for comp, body in computations.items()
+        if comp in body_of_loop
+        for name, *_ in body
+    }
+    return Hlo(describe, loop)
 
 
-def _step_module_hlo(module: str) -> dict[str, str]:
-    """The description of every instruction of the dumped module ``module`` (e.g. jit_loss)."""
-    described: dict[str, str] = {}
+def _module_hlo(module: str) -> Hlo:
+    """The parsed HLO of the dumped module ``module`` (e.g. jit_loss)."""
+    hlo = Hlo({}, {})
     for path in glob.glob(os.path.join(DUMP_DIR, f"*.{module}.*after_optimizations.txt")):
         with open(path) as f:
-            described |= parse_hlo(f.read())
-    return described
+            part = parse_hlo(f.read())
+        hlo = Hlo(hlo.describe | part.describe, hlo.loop | part.loop)
+    return hlo
 
 
 # --- the trace ---------------------------------------------------------------------------------
@@ -122,11 +166,16 @@ def _stats(event) -> dict:
     return {k: v for k, v in event.stats}
 
 
+def _is_loop(name: str) -> bool:
+    """A while thunk's own event: it only launches the body (which may run on after it ends)."""
+    return re.fullmatch(r"while(\.\d+)?", name) is not None
+
+
 def collect(step, steps: int, trace_dir: str):
     """Calls ``step`` ``steps`` times under the profiler.
 
-    Returns (events, wall seconds per step (median), the last step's (start, end) in trace ns);
-    events: (start_ns, duration_ns, thread, name, module) of every XLA operation.
+    Returns (events, wall seconds of each step, each step's (start, end) in trace ns); events:
+    (start_ns, duration_ns, thread, name, module) of every XLA operation but the while thunks.
     """
     walls = []
     jax.profiler.start_trace(trace_dir)
@@ -138,106 +187,101 @@ def collect(step, steps: int, trace_dir: str):
     jax.profiler.stop_trace()
     path = glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True)[0]
     data = jax.profiler.ProfileData.from_file(path)
-    events, last = [], None
+    events, windows = [], {}
     for plane in data.planes:
         for line in plane.lines:
             for e in line.events:
-                if e.name == f"{STEP_MARK}{steps - 1}":
-                    last = (e.start_ns, e.start_ns + e.duration_ns)
-                if e.name.startswith(IGNORED):
+                if e.name.startswith(STEP_MARK):
+                    windows[int(e.name[len(STEP_MARK) :])] = (e.start_ns, e.end_ns)
+                if e.name.startswith(IGNORED) or _is_loop(e.name):
                     continue
                 module = _stats(e).get("hlo_module")
                 if module is not None:
                     events.append((e.start_ns, e.duration_ns, line.name, e.name, module))
-    return sorted(events), statistics.median(walls), last
+    return sorted(events), walls, [windows[i] for i in sorted(windows)]
 
 
-def summarize(events, wall: float, steps: int, describe: dict[str, str]) -> dict:
+def summarize(events, walls, windows, hlo: Hlo) -> dict:
     """Per-operation and per-loop totals, per step, of the step's module."""
+    steps, wall = len(walls), statistics.median(walls)
     modules = defaultdict(int)
     for _, dur, _, _, module in events:
         modules[module] += dur
     module = max(modules, key=modules.get)  # the step; others are tiny helper programs
     events = [e for e in events if e[4] == module]
-    loops = [e for e in events if _is_loop(e[3])]
-    leaves = [e for e in events if not _is_loop(e[3])]
-
-    def loop_of(event) -> str | None:
-        start, dur = event[0], event[1]
-        for l_start, l_dur, _, name, _ in loops:
-            if l_start <= start and start + dur <= l_start + l_dur:
-                return name
-        return None
 
     ops: dict[str, dict] = {}
-    for event in leaves:  # where: the loop that holds most of the op's calls (threads race)
-        op = ops.setdefault(event[3], {"calls": 0, "ns": 0, "where": Counter()})
+    for _, dur, _, name, _ in events:
+        op = ops.setdefault(name, {"calls": 0, "ns": 0})
         op["calls"] += 1
-        op["ns"] += event[1]
-        op["where"][loop_of(event) or "top"] += 1
-    for op in ops.values():
-        op["where"] = op["where"].most_common(1)[0][0]
-    per_loop = defaultdict(lambda: {"calls": 0, "ns": 0})
-    for _, dur, _, name, _ in loops:
-        per_loop[name]["calls"] += 1
-        per_loop[name]["ns"] += dur
-    busy_ns = sum(e[1] for e in leaves)
-    rows = []
-    for name, op in sorted(ops.items(), key=lambda kv: -kv[1]["ns"]):
-        rows.append(
-            {
-                "op": name,
-                "where": op["where"],
-                "calls_per_step": op["calls"] / steps,
-                "ms_per_step": op["ns"] / steps / 1e6,
-                "us_per_call": op["ns"] / op["calls"] / 1e3,
-                "share": op["ns"] / steps / 1e9 / wall,
-                "computes": describe.get(name, ""),
-            }
-        )
-    loop_rows = []
-    for name, loop in sorted(per_loop.items(), key=lambda kv: -kv[1]["ns"]):
+        op["ns"] += dur
+    rows = [
+        {
+            "op": name,
+            "where": hlo.loop.get(name, "top"),
+            "calls_per_step": op["calls"] / steps,
+            "ms_per_step": op["ns"] / steps / 1e6,
+            "us_per_call": op["ns"] / op["calls"] / 1e3,
+            "share": op["ns"] / steps / 1e9 / wall,
+            "computes": hlo.describe.get(name, ""),
+        }
+        for name, op in sorted(ops.items(), key=lambda kv: -kv[1]["ns"])
+    ]
+    loops = []
+    for name in sorted({r["where"] for r in rows} - {"top"}):
         inside = [r for r in rows if r["where"] == name]
-        iterations = max((r["calls_per_step"] for r in inside), default=0.0)
-        loop_rows.append(
+        in_loop = {r["op"] for r in inside}
+        iterations = max(r["calls_per_step"] for r in inside)
+        loops.append(
             {
                 "loop": name,
-                "ms_per_step": loop["ns"] / steps / 1e6,
+                "span_ms_per_step": _span([e for e in events if e[3] in in_loop], windows),
+                "busy_ms_per_step": sum(r["ms_per_step"] for r in inside),
                 "iterations": iterations,
-                "ops_per_iteration": sum(r["calls_per_step"] for r in inside) / max(iterations, 1),
+                "ops_per_iteration": sum(r["calls_per_step"] for r in inside) / iterations,
                 "matmul_ms_per_step": sum(r["ms_per_step"] for r in inside if _is_matmul(r)),
             }
         )
+    loops.sort(key=lambda loop: -loop["span_ms_per_step"])
+    busy = sum(r["ms_per_step"] for r in rows)
     return {
         "module": module,
         "wall_ms": wall * 1e3,
-        "busy_ms": busy_ns / steps / 1e6,
-        "cores_busy": busy_ns / steps / 1e9 / wall,
+        "busy_ms": busy,
+        "cores_busy": busy / 1e3 / wall,
         "top_level_ms": sum(r["ms_per_step"] for r in rows if r["where"] == "top"),
-        "loops": loop_rows,
+        "loops": loops,
         "ops": rows,
     }
 
 
+def _span(events, windows) -> float:
+    """Mean over the steps of the time from the first event's start to the last one's end, ms."""
+    spans = []
+    for lo, hi in windows:
+        kept = [e for e in events if lo <= e[0] <= hi]
+        if kept:
+            spans.append((max(e[0] + e[1] for e in kept) - min(e[0] for e in kept)) / 1e6)
+    return statistics.mean(spans) if spans else 0.0
+
+
 def _is_matmul(row) -> bool:
-    return row["computes"].startswith(("dot", "custom-call")) or "dot" in row["op"]
+    return row["computes"].startswith("dot")
 
 
-def timeline(events, module: str, window) -> list[tuple[float, float, str, str]]:
-    """(start ms, duration ms, thread, op) of the top-level operations within ``window``."""
+def timeline(events, module: str, window, hlo: Hlo) -> list[tuple[float, float, str, str]]:
+    """(start ms, duration ms, thread, op) of one step's top-level operations; each loop as one
+    line from its body's first operation to its last."""
     events = [e for e in events if e[4] == module and window[0] <= e[0] <= window[1]]
-    loops = [e for e in events if _is_loop(e[3])]
-
-    def in_a_loop(e) -> bool:
-        return any(s <= e[0] and e[0] + e[1] <= s + d for s, d, *_ in loops if s != e[0])
-
-    top = [e for e in events if _is_loop(e[3]) or not in_a_loop(e)]
-    t0 = top[0][0] if top else 0
-    return [((s - t0) / 1e6, d / 1e6, thread, name) for s, d, thread, name, _ in top]
-
-
-def _is_loop(name: str) -> bool:
-    return re.fullmatch(r"while(\.\d+)?", name) is not None
+    lines = [e[:4] for e in events if e[3] not in hlo.loop]
+    for name in sorted(set(hlo.loop.get(e[3]) for e in events) - {None}):
+        body = [e for e in events if hlo.loop.get(e[3]) == name]
+        start = min(e[0] for e in body)
+        end = max(e[0] + e[1] for e in body)
+        lines.append((start, end - start, body[0][2], f"{name} (loop)"))
+    lines.sort()
+    t0 = lines[0][0] if lines else 0
+    return [((s - t0) / 1e6, d / 1e6, thread, name) for s, d, thread, name in lines]
 
 
 # --- output ------------------------------------------------------------------------------------
@@ -255,9 +299,10 @@ def print_report(title: str, report: dict, top: int):
     )
     for loop in report["loops"]:
         print(
-            f"  {loop['loop']:<12} {loop['ms_per_step']:8.2f} ms per step, "
-            f"{loop['iterations']:.0f} iterations of {loop['ops_per_iteration']:.1f} operations"
-            f"; matmuls {loop['matmul_ms_per_step']:.2f} ms"
+            f"  {loop['loop']:<12} {loop['span_ms_per_step']:8.2f} ms per step (first to last "
+            f"operation), {loop['iterations']:.0f} iterations of "
+            f"{loop['ops_per_iteration']:.1f} operations; busy {loop['busy_ms_per_step']:.2f} ms, "
+            f"of which matmuls {loop['matmul_ms_per_step']:.2f} ms"
         )
     print(f"{'op':<40} {'where':<10} {'calls':>7} {'ms':>8} {'us/call':>9} {'share':>6}  computes")
     for r in report["ops"][:top]:
@@ -301,12 +346,12 @@ def main(argv=None) -> dict:
     for _ in range(3):  # compile and warm up
         step()
     with tempfile.TemporaryDirectory() as trace_dir:
-        events, wall, last = collect(step, args.steps, trace_dir)
-    modules = {e[4] for e in events}
-    describe = {}
-    for module in modules:
-        describe |= _step_module_hlo(module)
-    report = summarize(events, wall, args.steps, describe)
+        events, walls, windows = collect(step, args.steps, trace_dir)
+    hlo = Hlo({}, {})
+    for module in {e[4] for e in events}:
+        part = _module_hlo(module)
+        hlo = Hlo(hlo.describe | part.describe, hlo.loop | part.loop)
+    report = summarize(events, walls, windows, hlo)
     report |= {
         "contender": args.contender,
         "cell": args.cell,
@@ -316,10 +361,11 @@ def main(argv=None) -> dict:
     }
     print_report(f"{args.contender} {args.cell} B,T,D,H={args.size}", report, args.top)
     if args.timeline:
-        report["timeline"] = timeline(events, report["module"], last)
+        report["timeline"] = timeline(events, report["module"], windows[-1], hlo)
         print("last step, top level (start ms, duration ms, thread, op):")
         for start, dur, thread, name in report["timeline"]:
-            print(f"  {start:8.3f} +{dur:8.3f}  {thread[-6:]:<6} {name}  {describe.get(name, '')}")
+            what = hlo.describe.get(name, "")
+            print(f"  {start:8.3f} +{dur:8.3f}  {thread[-6:]:<6} {name}  {what}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
