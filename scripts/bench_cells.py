@@ -38,9 +38,12 @@ and memory") is rnnlab/torch <= 1.1.
 
 Contenders run interleaved, one call of each in turn per round, so that load from other processes
 hits them alike; the medians over rounds are reported, with the ratios rnnlab/peer for every peer
-(< 1: rnnlab faster). ``--sweep-axis`` times each contender over a range of T (25..400), B
-(8..256) or H (64..1024; D stays), the other sizes fixed at the first ``--sizes`` entry (default
-the middle size, 64,100,256,256), and ``--plot`` draws ms per step against it (log axes).
+(< 1: rnnlab faster), as the ratio of the medians (``ratio_rnnlab_*``, the table's columns) and
+as the median of each round's ratio (``ratio_per_round_rnnlab_*``, the "per round" line under each
+row), which cancels load that drifts between rounds. ``--sweep-axis`` times each contender over
+a range of T (25..400), B (8..256) or H (64..1024; D stays), the other sizes fixed at the first
+``--sizes`` entry (default the middle size, 64,100,256,256), and ``--plot`` draws ms per step
+against it (log axes).
 
 ``--malloc both`` (the default) runs the measurements twice, each in a fresh process, since glibc
 reads its variables only at start-up: "on" with experiments/_cli.py's ``MALLOC_ENV`` (malloc's large
@@ -185,13 +188,17 @@ def bench_size(name: str, size, rounds: int, autodiff: bool, peers, devices: int
     result["min_ms"] = {k: round(1e3 * min(v), 3) for k, v in times.items()}
     for k in median:
         if k != "rnnlab":
-            result[f"ratio_rnnlab_{k.removeprefix('rnnlab_')}"] = round(
-                median["rnnlab"] / median[k], 3
-            )
+            peer = k.removeprefix("rnnlab_")
+            result[f"ratio_rnnlab_{peer}"] = round(median["rnnlab"] / median[k], 3)
+            # The median of each round's ratio: load that drifts between rounds cancels.
+            per_round = [a / b for a, b in zip(times["rnnlab"], times[k])]
+            result[f"ratio_per_round_rnnlab_{peer}"] = round(statistics.median(per_round), 3)
     if "rnnlab_dp" in median:  # the data-parallel step against the peers' best
         for k in ("torch", "flax", "flax_dp"):
             if k in median:
                 result[f"ratio_dp_{k}"] = round(median["rnnlab_dp"] / median[k], 3)
+                per_round = [a / b for a, b in zip(times["rnnlab_dp"], times[k])]
+                result[f"ratio_per_round_dp_{k}"] = round(statistics.median(per_round), 3)
     if failed:
         result["failed"] = failed
     result["flop"] = needed_flops(name, *size, lengths)
@@ -311,6 +318,13 @@ def print_table(results, title: str):
             f"{r.get(key, float('nan')):{max(7, len(label))}.3f}" for label, key in ratios
         )
         print(f"{r['cell']:9} {size:>16} {ms} {cols} {r['roofline_ratio']:8.2f}")
+        per_round = [
+            f"{label} {r[key.replace('ratio_', 'ratio_per_round_', 1)]:.3f}"
+            for label, key in ratios
+            if key.replace("ratio_", "ratio_per_round_", 1) in r
+        ]
+        if per_round:
+            print(f"{'':26} per round: {'  '.join(per_round)}")
         for peer, why in r.get("failed", {}).items():
             print(f"    {peer} failed: {why}")
     if any(r["cell"] == ENCODER for r in results):
