@@ -37,13 +37,14 @@ of two ``nn.RNN(OptimizedLSTMCell)`` per layer with ``seq_lengths``. Its target 
 and memory") is rnnlab/torch <= 1.1.
 
 Contenders run interleaved, one call of each in turn per round, so that load from other processes
-hits them alike; the medians over rounds are reported, with the ratios rnnlab/peer for every peer
-(< 1: rnnlab faster), as the ratio of the medians (``ratio_rnnlab_*``, the table's columns) and
-as the median of each round's ratio (``ratio_per_round_rnnlab_*``, the "per round" line under each
-row), which cancels load that drifts between rounds. ``--sweep-axis`` times each contender over
-a range of T (25..400), B (8..256) or H (64..1024; D stays), the other sizes fixed at the first
-``--sizes`` entry (default the middle size, 64,100,256,256), and ``--plot`` draws ms per step
-against it (log axes).
+hits them alike, each round starting one contender later than the last (what one call leaves
+behind, such as PyTorch's spinning threads, then falls on every contender in turn). The medians
+over rounds are reported, with the ratios rnnlab/peer for every peer (< 1: rnnlab faster), as the
+ratio of the medians (``ratio_rnnlab_*``, the table's columns) and as the median of each round's
+ratio (``ratio_per_round_rnnlab_*``, the "per round" line under each row), which cancels load that
+drifts between rounds. ``--sweep-axis`` times each contender over a range of T (25..400), B
+(8..256) or H (64..1024; D stays), the other sizes fixed at the first ``--sizes`` entry (default
+the middle size, 64,100,256,256), and ``--plot`` draws ms per step against it (log axes).
 
 ``--malloc both`` (the default) runs the measurements twice, each in a fresh process, since glibc
 reads its variables only at start-up: "on" with experiments/_cli.py's ``MALLOC_ENV`` (malloc's large
@@ -176,9 +177,13 @@ def bench_size(name: str, size, rounds: int, autodiff: bool, peers, devices: int
         step()
         step()
     times = {k: [] for k in steps}
-    for _ in range(rounds):  # interleaved: one call of each contender per round
-        for k, step in steps.items():
-            times[k].append(_time(step))
+    order = list(steps)
+    for r in range(rounds):  # interleaved: one call of each contender per round
+        # Each round starts one contender later, so that every contender follows every other
+        # equally often: what a call leaves behind (PyTorch's spinning OpenMP threads, a cold
+        # cache) does not always fall on the same neighbour.
+        for k in order[r % len(order) :] + order[: r % len(order)]:
+            times[k].append(_time(steps[k]))
     median = {k: 1e3 * statistics.median(v) for k, v in times.items()}
     result = {"cell": name, "B": B, "T": T, "D": D, "H": H}
     if lengths is not None:
