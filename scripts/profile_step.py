@@ -15,12 +15,14 @@ its shape, e.g. ``dot f32[32,512] <- f32[32,128] f32[128,512]``.
 
 It prints
   - the step's wall time, the summed time of its operations and their ratio: the cores kept
-    busy on average (1.0: one core at a time; a 2-core machine can reach 2);
+    busy on average (1.0: one core at a time; a 2-core machine can reach 2); with ``--devices N``
+    (data parallel, as bench_cells.py's rnnlab_dp) the counts are over all N devices' programs;
   - each while loop (``lax.scan``): its time per step, iterations, and the operations inside;
   - every operation: calls per step, ms per step, us per call, share of the step, where it
     runs (a loop or the top level) and what it computes;
   - with ``--timeline``: the top-level operations of the last traced step in order, with start,
-    duration and thread, which shows what ran at the same time.
+    duration, device and thread, which shows what ran at the same time (and, data parallel, how
+    long one device waits for the other in a collective).
 
 The profiler adds a little time per operation (a few percent here); compare steps with
 scripts/bench_cells.py, and use this for where the time goes.
@@ -175,7 +177,8 @@ def collect(step, steps: int, trace_dir: str):
     """Calls ``step`` ``steps`` times under the profiler.
 
     Returns (events, wall seconds of each step, each step's (start, end) in trace ns); events:
-    (start_ns, duration_ns, thread, name, module) of every XLA operation but the while thunks.
+    (start_ns, duration_ns, thread, name, module, device) of every XLA operation but the while
+    thunks (device: the ordinal of the device whose program ran it).
     """
     walls = []
     jax.profiler.start_trace(trace_dir)
@@ -195,9 +198,12 @@ def collect(step, steps: int, trace_dir: str):
                     windows[int(e.name[len(STEP_MARK) :])] = (e.start_ns, e.end_ns)
                 if e.name.startswith(IGNORED) or _is_loop(e.name):
                     continue
-                module = _stats(e).get("hlo_module")
-                if module is not None:
-                    events.append((e.start_ns, e.duration_ns, line.name, e.name, module))
+                stats = _stats(e)
+                if stats.get("hlo_module") is not None:
+                    device = stats.get("device_ordinal", 0)
+                    events.append(
+                        (e.start_ns, e.duration_ns, line.name, e.name, stats["hlo_module"], device)
+                    )
     return sorted(events), walls, [windows[i] for i in sorted(windows)]
 
 
@@ -205,13 +211,13 @@ def summarize(events, walls, windows, hlo: Hlo) -> dict:
     """Per-operation and per-loop totals, per step, of the step's module."""
     steps, wall = len(walls), statistics.median(walls)
     modules = defaultdict(int)
-    for _, dur, _, _, module in events:
+    for _, dur, _, _, module, _ in events:
         modules[module] += dur
     module = max(modules, key=modules.get)  # the step; others are tiny helper programs
     events = [e for e in events if e[4] == module]
 
     ops: dict[str, dict] = {}
-    for _, dur, _, name, _ in events:
+    for _, dur, _, name, _, _ in events:
         op = ops.setdefault(name, {"calls": 0, "ns": 0})
         op["calls"] += 1
         op["ns"] += dur
@@ -269,19 +275,21 @@ def _is_matmul(row) -> bool:
     return row["computes"].startswith("dot")
 
 
-def timeline(events, module: str, window, hlo: Hlo) -> list[tuple[float, float, str, str]]:
-    """(start ms, duration ms, thread, op) of one step's top-level operations; each loop as one
-    line from its body's first operation to its last."""
+def timeline(events, module: str, window, hlo: Hlo) -> list[tuple[float, float, int, str, str]]:
+    """(start ms, duration ms, device, thread, op) of one step's top-level operations; each
+    device's run of a loop as one line, from its body's first operation to its last."""
     events = [e for e in events if e[4] == module and window[0] <= e[0] <= window[1]]
-    lines = [e[:4] for e in events if e[3] not in hlo.loop]
-    for name in sorted(set(hlo.loop.get(e[3]) for e in events) - {None}):
-        body = [e for e in events if hlo.loop.get(e[3]) == name]
+    lines = [
+        (s, d, dev, thread, name) for s, d, thread, name, _, dev in events if name not in hlo.loop
+    ]
+    for loop, device in sorted({(hlo.loop[e[3]], e[5]) for e in events if e[3] in hlo.loop}):
+        body = [e for e in events if hlo.loop.get(e[3]) == loop and e[5] == device]
         start = min(e[0] for e in body)
         end = max(e[0] + e[1] for e in body)
-        lines.append((start, end - start, body[0][2], f"{name} (loop)"))
+        lines.append((start, end - start, device, body[0][2], f"{loop} (loop)"))
     lines.sort()
     t0 = lines[0][0] if lines else 0
-    return [((s - t0) / 1e6, d / 1e6, thread, name) for s, d, thread, name in lines]
+    return [((s - t0) / 1e6, d / 1e6, dev, thread, name) for s, d, dev, thread, name in lines]
 
 
 # --- output ------------------------------------------------------------------------------------
@@ -321,6 +329,12 @@ def parse_args(argv=None):
     parser.add_argument("--size", default="32,64,128,128", help="B,T,D,H")
     parser.add_argument("--contender", choices=tuple(CONTENDERS), default="rnnlab")
     parser.add_argument("--steps", type=int, default=10, help="traced steps (after 3 warm-ups)")
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="rnnlab and flax: data parallel over this many CPU devices (the batch split)",
+    )
     parser.add_argument("--top", type=int, default=25, help="operations to print")
     parser.add_argument("--timeline", action="store_true", help="print the last step's order")
     parser.add_argument("--json", help="write the report here")
@@ -333,6 +347,8 @@ def parse_args(argv=None):
         parser.error(f"--size: expected four positive integers B,T,D,H, got {args.size!r}")
     if args.steps < 1:
         parser.error(f"--steps: expected a positive integer, got {args.steps}")
+    if args.devices < 1:
+        parser.error(f"--devices: expected a positive integer, got {args.devices}")
     args.size = size
     return args
 
@@ -342,7 +358,21 @@ def main(argv=None) -> dict:
     make = CONTENDERS[args.contender]
     if make is None:  # an optional peer that is not installed
         sys.exit(f"--contender {args.contender}: not installed (the `bench` extra)")
-    step = make(args.cell, *args.size)
+    if args.devices > 1:
+        try:  # before the backend starts
+            jax.config.update("jax_num_cpu_devices", args.devices)
+        except RuntimeError:  # it started: the devices it has are what there is
+            pass
+        if jax.device_count() < args.devices:
+            sys.exit(
+                f"--devices {args.devices}: only {jax.device_count()} devices (set "
+                f"JAX_NUM_CPU_DEVICES={args.devices})"
+            )
+    kwargs = {"devices": args.devices} if args.devices > 1 else {}
+    try:
+        step = make(args.cell, *args.size, **kwargs)
+    except (TypeError, ValueError) as e:  # a contender without devices, or B not divisible
+        sys.exit(f"--devices {args.devices}: {e}")
     for _ in range(3):  # compile and warm up
         step()
     with tempfile.TemporaryDirectory() as trace_dir:
@@ -362,10 +392,10 @@ def main(argv=None) -> dict:
     print_report(f"{args.contender} {args.cell} B,T,D,H={args.size}", report, args.top)
     if args.timeline:
         report["timeline"] = timeline(events, report["module"], windows[-1], hlo)
-        print("last step, top level (start ms, duration ms, thread, op):")
-        for start, dur, thread, name in report["timeline"]:
+        print("last step, top level (start ms, duration ms, device, thread, op):")
+        for start, dur, device, thread, name in report["timeline"]:
             what = hlo.describe.get(name, "")
-            print(f"  {start:8.3f} +{dur:8.3f}  {thread[-6:]:<6} {name}  {what}")
+            print(f"  {start:8.3f} +{dur:8.3f}  {device:>2} {thread[-6:]:<6} {name}  {what}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
