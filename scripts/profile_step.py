@@ -215,6 +215,7 @@ def summarize(events, walls, windows, hlo: Hlo) -> dict:
         modules[module] += dur
     module = max(modules, key=modules.get)  # the step; others are tiny helper programs
     events = [e for e in events if e[4] == module]
+    devices = len({e[5] for e in events})  # data parallel: each device runs the module
 
     ops: dict[str, dict] = {}
     for _, dur, _, name, _, _ in events:
@@ -237,14 +238,15 @@ def summarize(events, walls, windows, hlo: Hlo) -> dict:
     for name in sorted({r["where"] for r in rows} - {"top"}):
         inside = [r for r in rows if r["where"] == name]
         in_loop = {r["op"] for r in inside}
-        iterations = max(r["calls_per_step"] for r in inside)
+        iterations = max(r["calls_per_step"] for r in inside) / devices  # per device
         loops.append(
             {
                 "loop": name,
                 "span_ms_per_step": _span([e for e in events if e[3] in in_loop], windows),
                 "busy_ms_per_step": sum(r["ms_per_step"] for r in inside),
                 "iterations": iterations,
-                "ops_per_iteration": sum(r["calls_per_step"] for r in inside) / iterations,
+                "ops_per_iteration": sum(r["calls_per_step"] for r in inside)
+                / (iterations * devices),
                 "matmul_ms_per_step": sum(r["ms_per_step"] for r in inside if _is_matmul(r)),
             }
         )
@@ -252,6 +254,7 @@ def summarize(events, walls, windows, hlo: Hlo) -> dict:
     busy = sum(r["ms_per_step"] for r in rows)
     return {
         "module": module,
+        "devices": devices,
         "wall_ms": wall * 1e3,
         "busy_ms": busy,
         "cores_busy": busy / 1e3 / wall,
@@ -262,12 +265,14 @@ def summarize(events, walls, windows, hlo: Hlo) -> dict:
 
 
 def _span(events, windows) -> float:
-    """Mean over the steps of the time from the first event's start to the last one's end, ms."""
+    """Mean over the steps (and devices) of the time from a device's first event to its last
+    one's end, ms."""
     spans = []
     for lo, hi in windows:
-        kept = [e for e in events if lo <= e[0] <= hi]
-        if kept:
-            spans.append((max(e[0] + e[1] for e in kept) - min(e[0] for e in kept)) / 1e6)
+        for device in {e[5] for e in events}:
+            kept = [e for e in events if lo <= e[0] <= hi and e[5] == device]
+            if kept:
+                spans.append((max(e[0] + e[1] for e in kept) - min(e[0] for e in kept)) / 1e6)
     return statistics.mean(spans) if spans else 0.0
 
 
@@ -301,14 +306,16 @@ def print_report(title: str, report: dict, top: int):
         f"XLA module {report['module']}"
     )
     print(
-        f"operations: {report['busy_ms']:.2f} ms per step in all; cores busy on average "
+        f"operations ({report['devices']} device(s), all counted): {report['busy_ms']:.2f} ms "
+        f"per step in all; cores busy on average "
         f"{report['cores_busy']:.2f}; at the top level (outside loops) "
         f"{report['top_level_ms']:.2f} ms"
     )
+    per_device = " per device" if report["devices"] > 1 else ""
     for loop in report["loops"]:
         print(
-            f"  {loop['loop']:<12} {loop['span_ms_per_step']:8.2f} ms per step (first to last "
-            f"operation), {loop['iterations']:.0f} iterations of "
+            f"  {loop['loop']:<12} {loop['span_ms_per_step']:8.2f} ms per step (a device's first "
+            f"to last operation), {loop['iterations']:.0f} iterations{per_device} of "
             f"{loop['ops_per_iteration']:.1f} operations; busy {loop['busy_ms_per_step']:.2f} ms, "
             f"of which matmuls {loop['matmul_ms_per_step']:.2f} ms"
         )
@@ -377,6 +384,8 @@ def main(argv=None) -> dict:
         step()
     with tempfile.TemporaryDirectory() as trace_dir:
         events, walls, windows = collect(step, args.steps, trace_dir)
+    if not events or len(windows) != args.steps:
+        sys.exit("the profile holds no XLA operations of the traced steps")
     hlo = Hlo({}, {})
     for module in {e[4] for e in events}:
         part = _module_hlo(module)
