@@ -205,6 +205,22 @@ def gradients(cell, task, params, batch, omega_weight: float = 0.0):
     return loss, aux, grads, total
 
 
+def split_gradients(cell, task, params, batch, omega_weight: float = 0.0):
+    """``gradients`` with the batch split over the devices of ``sweep.SPLIT``.
+
+    For the sweep's ``split_one`` (inside its shard_map, where every device of the axis holds the
+    whole batch): device i takes rows [i B / d, (i + 1) B / d) and the four results are averaged
+    over the axis. Each is a mean over the batch rows (the loss, the task's metrics, Omega and so
+    their gradients), so the average over equal shards is the whole batch's value; the normalised
+    directions u_t inside Omega are per row and unchanged by the split.
+    """
+    n, i = lax.axis_size(sweep.SPLIT), lax.axis_index(sweep.SPLIT)
+    local = jax.tree.map(
+        lambda x: lax.dynamic_slice_in_dim(x, i * (x.shape[0] // n), x.shape[0] // n), batch
+    )
+    return lax.pmean(gradients(cell, task, params, local, omega_weight), sweep.SPLIT)
+
+
 # --- spikes ----------------------------------------------------------------------------------
 
 
@@ -338,13 +354,14 @@ def program(spec: Spec, seed: int):
             per_model.append(s._replace(health={**s.health, **monitor_init(spec.spike_window)}))
         return jax.tree.map(lambda *xs: jnp.stack(xs), *per_model)
 
-    def make_step(init_name, use_omega):
+    def make_step(init_name, use_omega, split=False):
         cell = make_cell(init_name)
         weight = spec.omega_weight if use_omega else 0.0
+        grads_of = split_gradients if split else gradients
 
-        def one(s, clip):  # one SGD step of one model
+        def one(s, clip):  # one SGD step of one model (its batch split over SPLIT if `split`)
             batch, data_state = source.next(s.data_state)
-            loss, aux, grads, total = gradients(cell, task, s.params, batch, weight)
+            loss, aux, grads, total = grads_of(cell, task, s.params, batch, weight)
             ok = step._first_nonfinite(loss, total) < 0
             clipped, _ = step.clip_gradients(total, clip_norm=spec.clip_norm)
             total = jax.tree.map(lambda c, g: jnp.where(clip, c, g), clipped, total)
@@ -367,15 +384,19 @@ def program(spec: Spec, seed: int):
 
         return one
 
-    # Groups: contiguous runs of models sharing (activation, Omega); one vmapped step each.
+    # Groups: contiguous runs of models sharing (activation, Omega); one vmapped step each. A
+    # sharded sweep runs a group's models that do not fill a round of the devices data parallel
+    # (split_one) instead of padding the round with copies, when the batch splits evenly.
     bounds, clip = [], jnp.array([m[1] != "none" for m in grid])
+    splits = spec.batch_size % jax.device_count() == 0
     for (_, omega_on), members in itertools.groupby(
         enumerate(grid), key=lambda im: (INITS[im[1][0]]["activation_fn"], im[1][1] == "clip_omega")
     ):
         members = list(members)
-        a, b = members[0][0], members[-1][0] + 1
-        bounds.append((a, b, sweep.step_models(make_step(members[0][1][0], omega_on), clip[a:b],
-                                               spec.strategy)))  # fmt: skip
+        a, b, init = members[0][0], members[-1][0] + 1, members[0][1][0]
+        split_one = make_step(init, omega_on, split=True) if splits else None
+        bounds.append((a, b, sweep.step_models(make_step(init, omega_on), clip[a:b],
+                                               spec.strategy, split_one=split_one)))  # fmt: skip
 
     def all_models(states, _):
         outs = [fn(jax.tree.map(lambda x, a=a, b=b: x[a:b], states)) for a, b, fn in bounds]

@@ -1,5 +1,9 @@
 """Pascanu (2013) training: Omega against a direct computation, clipping bounds the update,
-spike detection against a numpy reference, and a tiny grid end to end (with exact resume)."""
+spike detection against a numpy reference, a tiny grid end to end (with exact resume), and the
+split step of a sharded sweep (``python -m tests.analysis.test_pascanu_training`` runs that on 2
+CPU devices and prints JSON; a subprocess test below)."""
+
+import json
 
 import jax
 import jax.numpy as jnp
@@ -8,6 +12,7 @@ import optax
 
 from rnnlab.analysis import pascanu_training as pt
 from rnnlab.train import step
+from tests.train import helpers
 
 
 def _case(init, key=0, T=5, B=2, D=3, H=4, O=2):
@@ -142,3 +147,67 @@ def test_tiny_grid_runs_and_resumes_exactly(tmp_path):
     assert traces[("smart", "clip", 1)]["steps"] == [5, 10, 15, 20]
     rows = pt.success_table([resumed])
     assert len(rows) == 3 and {r["seeds"] for r in rows} == {2}
+
+
+# --- the split step of a sharded sweep (2 devices, in a subprocess) ---------------------------
+
+
+def test_split_gradients_equal_the_whole_batch_and_a_sharded_grid_equals_map():
+    proc = helpers.start(["-m", "tests.analysis.test_pascanu_training"], JAX_NUM_CPU_DEVICES="2")
+    code, out = helpers.finish(proc, timeout=300)
+    assert code == 0, out[-3000:]
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["devices"] == 2, result
+    # float64: the four averaged results equal those of the whole batch (with Omega).
+    assert result["split_diff"] < 1e-12, result
+    # 3 models (one group) on 2 devices: one round of 2 and one left over, which runs split (its
+    # gradients all-reduced over the devices) instead of padded with a copy.
+    assert result["all_reduces"] > 0, result
+    # After 5 SGD steps every model's params equal the one-model-at-a-time run (float32).
+    assert result["sharded_vs_map"] < 1e-5, result
+
+
+def _two_devices() -> dict:
+    """split_gradients inside shard_map against gradients; a 3-model grid sharded and mapped."""
+    from jax.sharding import PartitionSpec as P
+
+    from rnnlab.train import sweep
+
+    with jax.enable_x64(True):
+        cell, params, batch = _case("smart", B=4)
+        task = pt.make_task(pt.Spec())
+        whole = pt.gradients(cell, task, params, batch, 4.0)
+        mesh = sweep.make_mesh()
+        split = jax.shard_map(
+            lambda p, b: pt.split_gradients(cell, task, p, b, 4.0),
+            mesh=mesh, in_specs=(P(), P()), out_specs=P(), check_vma=False,  # as the sweep's
+        )(params, batch)  # fmt: skip
+        diff = max(
+            float(jnp.max(jnp.abs(a - b)))
+            for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(split))
+        )
+    spec = pt.Spec(
+        seq_len=10, inits=("smart",), methods=("clip_omega",), seeds=(0, 1, 2), hidden_size=8,
+        batch_size=4, chunk_steps=5, eval_batch_size=50, test_size=100, spike_window=10,
+    )  # fmt: skip
+    params, hlo = {}, ""
+    for strategy in ("sharded", "map"):  # one chunk of 5 SGD steps of the 3 models
+        init_state, chunk_step = pt.program(spec._replace(strategy=strategy), 0)[:2]
+        states = jax.jit(init_state)()
+        compiled = jax.jit(chunk_step).lower(states).compile()
+        hlo = compiled.as_text() if strategy == "sharded" else hlo
+        params[strategy] = compiled(states)[0].params
+    rel = max(
+        float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+        for a, b in zip(jax.tree.leaves(params["sharded"]), jax.tree.leaves(params["map"]))
+    )
+    return {
+        "devices": jax.device_count(),
+        "split_diff": diff,
+        "all_reduces": hlo.count("all-reduce("),
+        "sharded_vs_map": rel,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(_two_devices()))
