@@ -31,7 +31,9 @@ and each logged chunk records its spikes and the step of its largest ratio.
 
 Training runs through ``rnnlab.train.loop``: one loop step is a chunk of ``chunk_steps`` SGD
 steps (a ``lax.scan``), so metrics are fetched and checkpoints written at chunk boundaries and
-a killed run resumes exactly (each batch is ``fold_in(data_key, step)``).
+a killed run resumes exactly (each batch is ``fold_in(data_key, step)``). On several devices
+the sweep (``Spec.strategy``) shards the models over them; a group's models that do not fill a
+round run data parallel (``split_gradients``) instead of beside padding copies.
 """
 
 from __future__ import annotations
