@@ -163,7 +163,8 @@ def test_split_gradients_equal_the_whole_batch_and_a_sharded_grid_equals_map():
     # 3 models (one group) on 2 devices: one round of 2 and one left over, which runs split (its
     # gradients all-reduced over the devices) instead of padded with a copy.
     assert result["all_reduces"] > 0, result
-    # After 5 SGD steps every model's params equal the one-model-at-a-time run (float32).
+    # After 3 SGD steps every model's params equal the one-model-at-a-time run (float32);
+    # Omega's split is checked above, in float64, so the grid trains without it (faster).
     assert result["sharded_vs_map"] < 1e-5, result
 
 
@@ -176,24 +177,23 @@ def _two_devices() -> dict:
     with jax.enable_x64(True):
         cell, params, batch = _case("smart", B=4)
         task = pt.make_task(pt.Spec())
-        whole = pt.gradients(cell, task, params, batch, 4.0)
-        mesh = sweep.make_mesh()
-        split = jax.shard_map(
-            lambda p, b: pt.split_gradients(cell, task, p, b, 4.0),
-            mesh=mesh, in_specs=(P(), P()), out_specs=P(), check_vma=False,  # as the sweep's
-        )(params, batch)  # fmt: skip
+        whole = jax.jit(lambda p, b: pt.gradients(cell, task, p, b, 4.0))(params, batch)
+        split = jax.jit(jax.shard_map(
+            lambda p, b: pt.split_gradients(cell, task, p, b, 4.0), mesh=sweep.make_mesh(),
+            in_specs=(P(), P()), out_specs=P(), check_vma=False,  # as the sweep's
+        ))(params, batch)  # fmt: skip
         diff = max(
             float(jnp.max(jnp.abs(a - b)))
             for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(split))
         )
     spec = pt.Spec(
-        seq_len=10, inits=("smart",), methods=("clip_omega",), seeds=(0, 1, 2), hidden_size=8,
-        batch_size=4, chunk_steps=5, eval_batch_size=50, test_size=100, spike_window=10,
+        seq_len=10, inits=("smart",), methods=("clip",), seeds=(0, 1, 2), hidden_size=8,
+        batch_size=4, chunk_steps=3, eval_batch_size=50, test_size=100, spike_window=10,
     )  # fmt: skip
     params, hlo = {}, ""
-    for strategy in ("sharded", "map"):  # one chunk of 5 SGD steps of the 3 models
-        init_state, chunk_step = pt.program(spec._replace(strategy=strategy), 0)[:2]
-        states = jax.jit(init_state)()
+    states = jax.jit(pt.program(spec, 0)[0])()  # the strategy changes the step, not the state
+    for strategy in ("sharded", "map"):  # one chunk of 3 SGD steps of the 3 models
+        chunk_step = pt.program(spec._replace(strategy=strategy), 0)[1]
         compiled = jax.jit(chunk_step).lower(states).compile()
         hlo = compiled.as_text() if strategy == "sharded" else hlo
         params[strategy] = compiled(states)[0].params
