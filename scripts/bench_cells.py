@@ -148,6 +148,11 @@ def _time(fn) -> float:
 # --- measuring -------------------------------------------------------------------------------
 
 
+def _per_round(times, peer_times) -> float:
+    """The median of each round's ratio: load that drifts between rounds cancels."""
+    return round(statistics.median([a / b for a, b in zip(times, peer_times)]), 3)
+
+
 def bench_size(name: str, size, rounds: int, autodiff: bool, peers, devices: int = 1) -> dict:
     B, T, D, H = size
     lengths = encoder_lengths(B, T) if name == ENCODER else None
@@ -195,15 +200,12 @@ def bench_size(name: str, size, rounds: int, autodiff: bool, peers, devices: int
         if k != "rnnlab":
             peer = k.removeprefix("rnnlab_")
             result[f"ratio_rnnlab_{peer}"] = round(median["rnnlab"] / median[k], 3)
-            # The median of each round's ratio: load that drifts between rounds cancels.
-            per_round = [a / b for a, b in zip(times["rnnlab"], times[k])]
-            result[f"ratio_per_round_rnnlab_{peer}"] = round(statistics.median(per_round), 3)
+            result[f"ratio_per_round_rnnlab_{peer}"] = _per_round(times["rnnlab"], times[k])
     if "rnnlab_dp" in median:  # the data-parallel step against the peers' best
         for k in ("torch", "flax", "flax_dp"):
             if k in median:
                 result[f"ratio_dp_{k}"] = round(median["rnnlab_dp"] / median[k], 3)
-                per_round = [a / b for a, b in zip(times["rnnlab_dp"], times[k])]
-                result[f"ratio_per_round_dp_{k}"] = round(statistics.median(per_round), 3)
+                result[f"ratio_per_round_dp_{k}"] = _per_round(times["rnnlab_dp"], times[k])
     if failed:
         result["failed"] = failed
     result["flop"] = needed_flops(name, *size, lengths)

@@ -152,13 +152,13 @@ def parse_hlo(text: str) -> Hlo:
 
 
 def _module_hlo(module: str) -> Hlo:
-    """The parsed HLO of the dumped module ``module`` (e.g. jit_loss)."""
-    hlo = Hlo({}, {})
-    for path in glob.glob(os.path.join(DUMP_DIR, f"*.{module}.*after_optimizations.txt")):
-        with open(path) as f:
-            part = parse_hlo(f.read())
-        hlo = Hlo(hlo.describe | part.describe, hlo.loop | part.loop)
-    return hlo
+    """The parsed HLO of the dumped module ``module`` (e.g. jit_loss). Only the step's: helper
+    programs reuse instruction names (``ynn_fusion``, ``while.3``) for other operations."""
+    paths = glob.glob(os.path.join(DUMP_DIR, f"*.{module}.*after_optimizations.txt"))
+    if not paths:
+        return Hlo({}, {})
+    with open(max(paths)) as f:  # the last compilation of that name
+        return parse_hlo(f.read())
 
 
 # --- the trace ---------------------------------------------------------------------------------
@@ -207,13 +207,17 @@ def collect(step, steps: int, trace_dir: str):
     return sorted(events), walls, [windows[i] for i in sorted(windows)]
 
 
-def summarize(events, walls, windows, hlo: Hlo) -> dict:
-    """Per-operation and per-loop totals, per step, of the step's module."""
-    steps, wall = len(walls), statistics.median(walls)
+def step_module(events) -> str:
+    """The module that took the most time: the step (others are tiny helper programs)."""
     modules = defaultdict(int)
     for _, dur, _, _, module, _ in events:
         modules[module] += dur
-    module = max(modules, key=modules.get)  # the step; others are tiny helper programs
+    return max(modules, key=modules.get)
+
+
+def summarize(events, walls, windows, hlo: Hlo, module: str) -> dict:
+    """Per-operation and per-loop totals, per step, of the step's ``module``."""
+    steps, wall = len(walls), statistics.median(walls)
     events = [e for e in events if e[4] == module]
     devices = len({e[5] for e in events})  # data parallel: each device runs the module
 
@@ -386,11 +390,9 @@ def main(argv=None) -> dict:
         events, walls, windows = collect(step, args.steps, trace_dir)
     if not events or len(windows) != args.steps:
         sys.exit("the profile holds no XLA operations of the traced steps")
-    hlo = Hlo({}, {})
-    for module in {e[4] for e in events}:
-        part = _module_hlo(module)
-        hlo = Hlo(hlo.describe | part.describe, hlo.loop | part.loop)
-    report = summarize(events, walls, windows, hlo)
+    module = step_module(events)
+    hlo = _module_hlo(module)
+    report = summarize(events, walls, windows, hlo, module)
     report |= {
         "contender": args.contender,
         "cell": args.cell,
@@ -400,7 +402,7 @@ def main(argv=None) -> dict:
     }
     print_report(f"{args.contender} {args.cell} B,T,D,H={args.size}", report, args.top)
     if args.timeline:
-        report["timeline"] = timeline(events, report["module"], windows[-1], hlo)
+        report["timeline"] = timeline(events, module, windows[-1], hlo)
         print("last step, top level (start ms, duration ms, device, thread, op):")
         for start, dur, device, thread, name in report["timeline"]:
             what = hlo.describe.get(name, "")

@@ -294,10 +294,11 @@ def _four_devices(workdir) -> dict:
         for _ in range(2):
             states, metrics = run(states)
         assert metrics["loss"].shape == (n,)
-        split_traces.append(str(run.lower(states).as_text()).count("all_reduce"))
+        lowered = run.lower(states)
+        split_traces.append(str(lowered.as_text()).count("all_reduce"))
         # The state comes in replicated (N does not split over the devices): each device takes
         # its rows inside the program; sliced outside, XLA resharded every leaf by a permute.
-        permutes.append(run.lower(states).compile().as_text().count("collective-permute("))
+        permutes.append(lowered.compile().as_text().count("collective-permute("))
         name = f"lstm_split_n{n}" + ("_mesh" if mesh is not None else "")
         diff[name] = max_diff(states.params, separate_runs(init_one, step_one, hp, 2))
     # _gather, what replicates the outputs of N = 3 or 7 models: every leaf bit for bit (NaN,
