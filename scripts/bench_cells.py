@@ -23,6 +23,9 @@ float32. Contenders for the cells lstm, gru and gru_paper:
     keras     Keras 3 on its JAX backend: ``keras.layers.LSTM`` / ``GRU`` (return_sequences)
               in a Sequential model, the gradient of ``model.stateless_call`` by ``jax.grad``
               under ``jax.jit``, as the Keras guide to a JAX training loop writes it
+    cudnn     JAX's cuDNN LSTM, ``jax.experimental.rnn.lstm`` (lstm and bilstm2 only; it has no
+              GRU), timed only where JAX's default backend is a GPU: one flat weight vector in
+              cuDNN's layout, ``seq_lengths`` for the encoder's padding
     rnnlab_dp, flax_dp
               the rnnlab and flax steps data parallel over ``--devices`` CPU devices (default one
               per core; the script sets JAX_NUM_CPU_DEVICES for its workers unless it is set):
@@ -57,6 +60,12 @@ step took 407 ms, and 354-367 ms with ``OMP_WAIT_POLICY=PASSIVE`` or ``GOMP_SPIN
 settings slow torch down instead (386 against 353 ms; 33.6 against 17.2 ms at the smallest size).
 Untimed pauses between the calls did not help. torch runs on
 ``--torch-threads`` (default: all CPUs).
+
+On a GPU (JAX's default backend "gpu") every JAX contender runs there, torch runs on CUDA when
+it sees the card (``torch.cuda.synchronize()`` ends its step, as ``block_until_ready`` ends
+JAX's), the data-parallel contenders are left out (one device) and cudnn joins the peers. Each
+library keeps its default float32 matmul precision on the GPU, as a user runs it; pass
+``--malloc on``, since glibc's variables concern the host only. The table's title names the card.
 
 Roofline: the FLOPs a step needs are those of its GEMMs, for a gated cell with k gates
 (k = 4 LSTM, 3 GRU)
@@ -96,12 +105,14 @@ import numpy as np  # noqa: E402
 from bench_contenders import (  # noqa: E402
     CELLS,
     ENCODER,
-    ENCODER_PEERS,
     PEERS,
     STEPS,
     encoder_lengths,
     flax_step,
     rnnlab_step,
+    runs,
+    torch_device,
+    usable_peers,
 )
 
 torch = PEERS["torch"]  # None without the `bench` extra
@@ -171,7 +182,7 @@ def bench_size(name: str, size, rounds: int, autodiff: bool, peers, devices: int
             except ValueError as e:  # B not divisible by the devices
                 failed[k] = str(e)
     for peer in peers:
-        if name != ENCODER or peer in ENCODER_PEERS:
+        if runs(peer, name):
             try:
                 steps[peer] = STEPS[peer](name, *size, lengths)
                 steps[peer]()  # compiles
@@ -230,10 +241,12 @@ def measure(args) -> dict:
     """One process's measurements: every planned (cell, size) and the GEMM rate."""
     if torch is not None:
         torch.set_num_threads(args.torch_threads)
+    peers = usable_peers(args.peers)
+    devices = args.devices if jax.default_backend() == "cpu" else 1  # data parallel: CPU only
     rate = gemm_gflops()
     results = []
     for name, size in plan(args):
-        r = bench_size(name, size, args.rounds, args.autodiff, args.peers, args.devices)
+        r = bench_size(name, size, args.rounds, args.autodiff, peers, devices)
         roofline_ms = 1e3 * r["flop"] / 1e9 / rate  # not r["gflop"]: tiny sizes round to 0
         r["roofline_ms"] = round(roofline_ms, 3)
         r["roofline_ratio"] = round(r["median_ms"]["rnnlab"] / roofline_ms, 2)
@@ -246,6 +259,9 @@ def measure(args) -> dict:
         "load_average": [round(v, 2) for v in os.getloadavg()],  # others' load skews timings
         "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "gemm_gflops": round(rate, 1),
+        "backend": jax.default_backend(),
+        "device_kind": jax.devices()[0].device_kind,
+        "torch_device": torch_device() if torch is not None else None,
         "devices": jax.device_count(),
         "results": results,
     }
@@ -293,7 +309,9 @@ def machine() -> dict:
 
 def versions() -> dict:
     out = {}
-    for dist in ("rnnlab", "jax", "jaxlib", "flax", "numpy", "torch", "equinox", "keras"):
+    dists = ("rnnlab", "jax", "jaxlib", "flax", "numpy", "torch", "equinox", "keras")
+    dists += tuple(f"jax-cuda{v}-plugin" for v in (12, 13))  # JAX's CUDA backend, if any
+    for dist in dists:
         try:
             out[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -306,7 +324,7 @@ def versions() -> dict:
 
 def print_table(results, title: str):
     """ms per contender, then the ratios: rnnlab / peer, and rnnlab_dp / torch, flax_dp."""
-    names = ["rnnlab", "rnnlab_dp", "flax", "flax_dp", "torch", "equinox", "keras"]
+    names = ["rnnlab", "rnnlab_dp", "flax", "flax_dp", "torch", "cudnn", "equinox", "keras"]
     names.append("rnnlab_autodiff")
     present = [n for n in names if any(n in r["median_ms"] for r in results)]
     ratios = [(f"/{n}", f"ratio_rnnlab_{n}") for n in present if n in PEERS]
@@ -383,7 +401,11 @@ def plot(report: dict, path: str):
         text = f"{fixed}, float32\n{lines}"
         ax.text(0.02, 0.98, text, transform=ax.transAxes, va="top", fontsize=8)
         ax.legend(fontsize=7)
-    fig.suptitle(f"{report['machine']['cpu']}, {report['machine']['cpus']} CPUs", fontsize=9)
+    where = f"{report['machine']['cpu']}, {report['machine']['cpus']} CPUs"
+    run = next(iter(runs.values()))
+    if run.get("backend", "cpu") != "cpu":  # the chip that ran the steps
+        where = f"{run['device_kind']} (torch on {run['torch_device']}); host {where}"
+    fig.suptitle(where, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -395,8 +417,10 @@ def parse_args(argv=None):
     parser.add_argument("--sizes", nargs="*", help="B,T,D,H each; default: the issue's sizes")
     parser.add_argument("--rounds", type=int, default=15, help="timed calls per contender")
     parser.add_argument("--autodiff", action="store_true", help="also time plain autodiff")
-    present = [k for k, v in PEERS.items() if v is not None]
-    parser.add_argument("--peers", default=",".join(present), help="comma-separated peers")
+    parser.add_argument(
+        "--peers",
+        help="comma-separated peers (default: every installed one; cudnn where JAX has a GPU)",
+    )
     parser.add_argument(
         "--torch-threads", type=int, default=os.cpu_count() or 1, help="default: all CPUs"
     )
@@ -419,8 +443,8 @@ def parse_args(argv=None):
     for name in args.cells.split(","):
         if name not in CELLS:
             parser.error(f"--cells: unknown cell {name!r}; known: {', '.join(CELLS)}")
-    args.peers = [p for p in args.peers.split(",") if p]
-    for p in args.peers:
+    args.peers = None if args.peers is None else [p for p in args.peers.split(",") if p]
+    for p in args.peers or ():
         if p not in PEERS:
             parser.error(f"--peers: unknown peer {p!r}; known: {', '.join(PEERS)}")
         if PEERS[p] is None:
@@ -466,6 +490,8 @@ def main(argv=None):
     for mode, run in runs.items():
         rate, load = run["gemm_gflops"], run["load_average"]
         title = f"malloc {mode}: {MALLOC_MODES[mode]}; GEMM {rate} GFLOP/s, load average {load}"
+        if run.get("backend", "cpu") != "cpu":
+            title = f"{run['device_kind']} (torch on {run['torch_device']}); {title}"
         print_table(run["results"], title)
     if len(runs) == 2:
         print_malloc_ratio(runs)

@@ -2,12 +2,15 @@
 training step (forward + backward w.r.t. the params of mean(ys^2)) and blocks until it is done.
 
 rnnlab and Flax can run data parallel over several CPU devices (``devices``); the peers that are
-not installed (the optional ``bench`` extra) are None in ``PEERS``. The module docstring of
+not installed (the optional ``bench`` extra) are None in ``PEERS``. ``cudnn`` (JAX's cuDNN LSTM,
+``jax.experimental.rnn``) runs only where JAX's default backend is a GPU (``usable_peers``), and
+torch runs on that GPU too when it sees one (``torch_device``). The module docstring of
 bench_cells.py describes each contender.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 
 import flax
@@ -19,6 +22,10 @@ import numpy as np
 from rnnlab import cells, recurrent
 from rnnlab.train import parallel
 
+try:
+    from jax.experimental import rnn as cudnn_rnn  # JAX's cuDNN LSTM
+except ImportError:  # an experimental module: it may move
+    cudnn_rnn = None
 try:
     import torch
 except ImportError:  # the optional `bench` extra
@@ -43,7 +50,34 @@ CELLS = {
     "gru_paper": ("gru", {"reset_after": False}),
     ENCODER: ("lstm", {}),
 }
-PEERS = {"flax": flax, "torch": torch, "equinox": eqx, "keras": keras}  # None: not installed
+PEERS = {"flax": flax, "torch": torch, "equinox": eqx, "keras": keras, "cudnn": cudnn_rnn}
+# None above: not installed. Peers that run some cells only (the others have no such layer):
+CELL_PEERS = {"cudnn": ("lstm", ENCODER)}
+ENCODER_PEERS = ("flax", "torch", "cudnn")
+
+
+def on_gpu() -> bool:
+    """Whether JAX's default backend is a GPU (this starts JAX's backends)."""
+    return jax.default_backend() == "gpu"
+
+
+def usable_peers(requested=None) -> list[str]:
+    """The peers to time: ``requested``, else every installed one; cudnn only on a GPU."""
+    if requested is not None:
+        return list(requested)
+    return [k for k, v in PEERS.items() if v is not None and (k != "cudnn" or on_gpu())]
+
+
+def runs(peer: str, name: str) -> bool:
+    """Whether ``peer`` has a layer for the benchmark cell ``name``."""
+    if name == ENCODER and peer not in ENCODER_PEERS:
+        return False
+    return name in CELL_PEERS.get(peer, (name,))
+
+
+def torch_device() -> str:
+    """The torch device: cuda where JAX runs on a GPU and torch sees one (the same chip)."""
+    return "cuda" if on_gpu() and torch.cuda.is_available() else "cpu"
 
 
 def _mean_square(ys):
@@ -139,11 +173,13 @@ def flax_step(name: str, B, T, D, H, lengths=None, devices: int = 1):
 
 
 def torch_step(name: str, B, T, D, H, lengths=None):
+    device = torch_device()
     torch.manual_seed(0)
-    xs = torch.randn(B, T, D)
+    xs = torch.randn(B, T, D, device=device)
     if name == ENCODER:
         model = torch.nn.LSTM(D, H, num_layers=2, bidirectional=True, batch_first=True)
-        lengths = torch.as_tensor(lengths)
+        model.to(device)
+        lengths = torch.as_tensor(lengths)  # on the CPU, as pack_padded_sequence wants them
         pack = torch.nn.utils.rnn.pack_padded_sequence
 
         def loss():
@@ -151,6 +187,7 @@ def torch_step(name: str, B, T, D, H, lengths=None):
             return model(packed)[0].data.pow(2).mean()  # .data: [sum(lengths), 2H], real steps
     else:
         model = (torch.nn.LSTM if name == "lstm" else torch.nn.GRU)(D, H, batch_first=True)
+        model.to(device)
 
         def loss():
             return model(xs)[0].pow(2).mean()
@@ -159,6 +196,8 @@ def torch_step(name: str, B, T, D, H, lengths=None):
         for p in model.parameters():
             p.grad = None
         loss().backward()
+        if device == "cuda":
+            torch.cuda.synchronize()  # CUDA calls return before the GPU is done
 
     return step
 
@@ -198,5 +237,37 @@ def keras_step(name: str, B, T, D, H, lengths=None):
     return lambda: jax.block_until_ready(grad(trainable, non_trainable, xs))
 
 
-STEPS = {"flax": flax_step, "torch": torch_step, "equinox": equinox_step, "keras": keras_step}
-ENCODER_PEERS = ("flax", "torch")
+def cudnn_step(name: str, B, T, D, H, lengths=None):
+    """JAX's cuDNN LSTM (``jax.experimental.rnn.lstm``, GPU only): one flat weight vector in
+    cuDNN's layout, batch-first inputs, ``seq_lengths`` for the encoder's padding."""
+    if not on_gpu():
+        raise RuntimeError("cudnn needs JAX on a GPU (jax.experimental.rnn runs on cuDNN only)")
+    encoder = name == ENCODER
+    layers, directions = (2, 2) if encoder else (1, 1)
+    weights = cudnn_rnn.init_lstm_weight(jax.random.key(0), D, H, layers, encoder)
+    xs = _inputs(B, T, D)
+    zeros = jnp.zeros((layers * directions, B, H))
+    seq_lengths = jnp.asarray(lengths if encoder else np.full(B, T), jnp.int32)
+    run = functools.partial(
+        cudnn_rnn.lstm,
+        input_size=D,
+        hidden_size=H,
+        num_layers=layers,
+        dropout=0.0,
+        bidirectional=encoder,
+    )
+
+    def loss(weights, xs):
+        ys = run(xs, zeros, zeros, weights, seq_lengths)[0]
+        return _masked_mean_square(ys, seq_lengths) if encoder else _mean_square(ys)
+
+    return _step(loss, weights, xs)
+
+
+STEPS = {
+    "flax": flax_step,
+    "torch": torch_step,
+    "equinox": equinox_step,
+    "keras": keras_step,
+    "cudnn": cudnn_step,
+}

@@ -27,6 +27,8 @@ Contenders, each timed from the input on the host to the output tokens on the ho
                  torch's GRU is the reset-after form, rnnlab's default the paper's reset-before
                  form: the same matmul sizes. A hand-written torch beam search reorders only the
                  recurrent state; rnnlab's reorders every state leaf, encoder memory included.
+                 On the CPU unless JAX's backend is a GPU and torch sees CUDA: then both run on
+                 the card (--torch-device; each call ends by copying its tokens to the host).
                  One intra-op thread by default (--torch-threads; JAX keeps its default pool):
                  these matmuls are small, and with its OpenMP pool on 2 shared cores torch was
                  10 to 20 times slower per step and its spinning threads slowed the JAX
@@ -73,6 +75,7 @@ try:
 except ImportError:  # the optional `bench` extra
     torch = None
 
+torch_device = "cpu"  # main sets "cuda" where JAX runs on a GPU and torch sees one
 BOS, NO_EOS = 1, -1  # no token ends a row: every contender decodes max_len tokens
 FULL = dict(vocab=1000, embed=128, hidden=256, src_len=20, max_len=50, beam=4, lm_vocab=96,
             lm_hidden=256, lm_layers=2, chars=500, batches=(1, 32), rounds=5)  # fmt: skip
@@ -169,7 +172,7 @@ def torch_seq2seq(cfg: dict, cell: str):
     m.w_q, m.w_k, m.v = nn.Linear(H, H, bias=False), nn.Linear(H, H), nn.Linear(H, 1, bias=False)
     m.decoder = (nn.GRUCell if cell == "gru" else nn.LSTMCell)(E + H, H)
     m.out = nn.Linear(H + H + E, V)
-    return m.eval()
+    return m.eval().to(torch_device)
 
 
 def _torch_encode(m, src):
@@ -177,7 +180,8 @@ def _torch_encode(m, src):
     summary = torch.cat(final if isinstance(final, tuple) else (final,), -1)[0]  # [B, F]
     carry = tuple(torch.tanh(b(summary)) for b in m.bridge)  # as rnnlab's bridge, per leaf
     carry = carry[0] if len(carry) == 1 else carry
-    mask = torch.ones(src.shape, dtype=torch.bool)  # all sources full length, masked as rnnlab
+    # All sources full length, masked as rnnlab.
+    mask = torch.ones(src.shape, dtype=torch.bool, device=src.device)
     return carry, torch.zeros_like(keys[:, 0]), keys, m.w_k(keys), mask
 
 
@@ -192,7 +196,8 @@ def _torch_step(m, carry, out, keys, projected, mask, tokens):
 
 
 def torch_decode(m, src_np, max_len: int, beam: int):
-    src = torch.from_numpy(src_np).long()
+    device = torch_device
+    src = torch.from_numpy(src_np).long().to(device)
     B, K = src.shape[0], beam
 
     @torch.no_grad()
@@ -202,10 +207,10 @@ def torch_decode(m, src_np, max_len: int, beam: int):
             rep = lambda t: t.repeat_interleave(K, 0)  # noqa: E731
             carry = rep(carry) if torch.is_tensor(carry) else tuple(map(rep, carry))
             out, keys, projected, mask = rep(out), rep(keys), rep(projected), rep(mask)
-            scores = torch.full((B, K), -torch.inf)
+            scores = torch.full((B, K), -torch.inf, device=device)
             scores[:, 0] = 0.0
-        tokens = torch.full((B * K,), BOS, dtype=torch.long)
-        history = torch.zeros((B * K, 0), dtype=torch.long)
+        tokens = torch.full((B * K,), BOS, dtype=torch.long, device=device)
+        history = torch.zeros((B * K, 0), dtype=torch.long, device=device)
         for _ in range(max_len):
             carry, out, logits = _torch_step(m, carry, out, keys, projected, mask, tokens)
             if K == 1:
@@ -215,11 +220,11 @@ def torch_decode(m, src_np, max_len: int, beam: int):
             logp = torch.log_softmax(logits, -1).view(B, K, -1)
             V = logp.shape[-1]
             scores, flat = (scores[:, :, None] + logp).view(B, K * V).topk(K, -1)
-            rows = (torch.arange(B)[:, None] * K + flat // V).view(-1)
+            rows = (torch.arange(B, device=device)[:, None] * K + flat // V).view(-1)
             tokens = (flat % V).view(-1)
             carry = carry[rows] if torch.is_tensor(carry) else tuple(c[rows] for c in carry)
             out, history = out[rows], torch.cat([history[rows], tokens[:, None]], 1)
-        return history.view(B, K, max_len)[:, 0].numpy()
+        return history.view(B, K, max_len)[:, 0].cpu().numpy()  # .cpu(): waits for the GPU
 
     return call
 
@@ -260,18 +265,19 @@ def lm_contenders(cfg: dict, B: int) -> dict:
 def torch_sample(cfg: dict, B: int):
     V, H = cfg["lm_vocab"], cfg["lm_hidden"]
     torch.manual_seed(0)
-    rnn, readout = torch.nn.LSTM(V, H, cfg["lm_layers"]).eval(), torch.nn.Linear(H, V).eval()
+    rnn = torch.nn.LSTM(V, H, cfg["lm_layers"]).eval().to(torch_device)
+    readout = torch.nn.Linear(H, V).eval().to(torch_device)
 
     @torch.no_grad()
     def call():
-        tokens, carry, out = torch.full((B,), 5, dtype=torch.long), None, []
+        tokens, carry, out = torch.full((B,), 5, dtype=torch.long, device=torch_device), None, []
         for _ in range(cfg["chars"]):
             x = torch.nn.functional.one_hot(tokens, V).float()[None]  # [1, B, V]
             y, carry = rnn(x, carry)
             probs = torch.softmax(readout(y[0]), -1)  # temperature 1
             tokens = torch.multinomial(probs, 1)[:, 0]
             out.append(tokens)
-        return torch.stack(out, 1).numpy()
+        return torch.stack(out, 1).cpu().numpy()
 
     return call
 
@@ -360,20 +366,32 @@ def main():
     parser.add_argument("--cell", default="gru", choices=("gru", "lstm"), help="seq2seq cell")
     parser.add_argument("--quick", action="store_true", help="small sizes, batch 1 and 8")
     parser.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument(
+        "--torch-device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="auto: cuda where JAX's backend is a GPU and torch sees CUDA, else cpu",
+    )
     parser.add_argument("--json", help="also write the report to this path")
     args = parser.parse_args()
     cfg = QUICK if args.quick else FULL
     batches = [int(b) for b in args.batches.split(",")] if args.batches else cfg["batches"]
     rounds = args.rounds or cfg["rounds"]
+    global torch_device
     if torch is not None:
         torch.set_num_threads(args.torch_threads)
+        gpu = jax.default_backend() == "gpu" and torch.cuda.is_available()
+        torch_device = args.torch_device
+        if torch_device == "auto":
+            torch_device = "cuda" if gpu else "cpu"
 
     load_before = os.getloadavg()
     results = run_all(cfg, args.tasks.split(","), batches, args.cell, rounds)
     report = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "jax_backend": jax.default_backend(),
-        "torch_device": None if torch is None else "cpu",
+        "device_kind": jax.devices()[0].device_kind,
+        "torch_device": None if torch is None else torch_device,
         "torch_threads": None if torch is None else torch.get_num_threads(),
         "load_average": {  # others' load skews timings
             "before": [round(v, 2) for v in load_before],

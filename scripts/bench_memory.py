@@ -26,6 +26,12 @@ peak resident memory is its own; the parent collects one JSON line from each. Me
     median_ms     the median wall time of ``--reps`` steps (more for short steps, about one
                   second's worth, at most 30) after one warm-up call, each ended by
                   block_until_ready (``min_ms`` in the JSON).
+    dev_peak      on an accelerator (JAX's backend not "cpu"): its allocator's peak over the
+                  child's life minus what was in use before compiling (params and xs), from
+                  ``jax.local_devices()[0].memory_stats()``; it includes what compilation borrows
+                  (a GPU's autotuning buffers). "-" on the CPU. Run with
+                  XLA_PYTHON_CLIENT_PREALLOCATE=false on a GPU: each child is a JAX process, and
+                  with JAX's default every one (and this parent) takes 75% of the card at start.
 
 The children run with rnnlab's allocator setting (experiments/_cli.py, MALLOC_ENV: glibc puts
 its large blocks on transparent huge pages), as rnnlab's launchers do, unless RNNLAB_MALLOC=0; the
@@ -118,6 +124,13 @@ def _reset_peak() -> bool:
         return False
 
 
+def _device_bytes() -> dict | None:
+    """The default device's allocator statistics (bytes_in_use, peak_bytes_in_use), or None
+    where the backend keeps none (the CPU)."""
+    stats = jax.local_devices()[0].memory_stats()
+    return stats if stats and "peak_bytes_in_use" in stats else None
+
+
 def measure(name: str, B: int, T: int, D: int, H: int, remat: int | None, reps: int) -> dict:
     """Compiles and times one training step; the memory numbers of the module docstring."""
     cell = cells.get(CELLS[name][0], **CELLS[name][1])
@@ -126,6 +139,7 @@ def measure(name: str, B: int, T: int, D: int, H: int, remat: int | None, reps: 
     xs = jax.random.normal(k_x, (B, T, D))  # [B, T, D]
     jax.block_until_ready((params, xs))
     base = _status_kib()["VmRSS"]
+    device = _device_bytes()
 
     def loss(params, xs):
         ys = recurrent.unroll(cell, params, xs, remat=remat)[1]  # [B, T, H]
@@ -149,6 +163,7 @@ def measure(name: str, B: int, T: int, D: int, H: int, remat: int | None, reps: 
         jax.block_until_ready(step(params, xs))  # host sync: the step has finished
         times.append(time.perf_counter() - start)
     after = _status_kib()
+    device_after = _device_bytes()
     # clear_refs also resets ru_maxrss (both read the mm's high-water mark): after a reset the
     # process peak is the larger of the two windows' VmHWM.
     if reset:
@@ -171,6 +186,14 @@ def measure(name: str, B: int, T: int, D: int, H: int, remat: int | None, reps: 
         "rss_compile_peak_mib": round((compiled["VmHWM"] - base) / 1024, 1),
         "rss_step_mib": round((after["VmHWM"] - before) / 1024, 1) if reset else None,
         "rss_process_mib": round((peak - base) / 1024, 1),
+        "backend": jax.default_backend(),
+        # An accelerator's allocator: its peak over the child's life (compilation's autotuning
+        # buffers too) minus what was in use before compiling (params and xs). None on the CPU.
+        "device_peak_mib": (
+            round((device_after["peak_bytes_in_use"] - device["bytes_in_use"]) / MIB, 1)
+            if device and device_after
+            else None
+        ),
         "compile_s": round(compile_s, 2),
         "median_ms": round(1e3 * statistics.median(times), 2),
         "min_ms": round(1e3 * min(times), 2),
@@ -206,7 +229,7 @@ def header() -> str:
     return (
         f"{'cell':5} {'T':>6} {'remat':>6} {'chunks':>6} {'xla_temp':>10} {'KiB/step':>9} "
         f"{'rss_step':>9} {'rss_proc':>9} {'median ms':>10} {'us/step':>8} {'mem/none':>8} "
-        f"{'time/none':>9}"
+        f"{'time/none':>9} {'dev_peak':>8}"
     )
 
 
@@ -222,7 +245,8 @@ def line(r: dict, none: dict | None) -> str:
     return (
         f"{r['cell']:5} {r['T']:6d} {remat:>6} {r['chunks'] or '-':>6} {temp / MIB:10.1f} "
         f"{temp / r['T'] / 1024:9.1f} {rss:>9} {r['rss_process_mib']:9.1f} "
-        f"{r['median_ms']:10.1f} {1e3 * r['median_ms'] / r['T']:8.1f} {mem:>8} {time_:>9}"
+        f"{r['median_ms']:10.1f} {1e3 * r['median_ms'] / r['T']:8.1f} {mem:>8} {time_:>9} "
+        f"{'-' if r.get('device_peak_mib') is None else r['device_peak_mib']:>8}"
     )
 
 
@@ -234,6 +258,9 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax_mem, ax_time) = plt.subplots(1, 2, figsize=(12, 4.8))
+    # On an accelerator the solid line is its allocator's peak (dev_peak), on the CPU the RSS rise.
+    device = any(r.get("device_peak_mib") is not None for r in rows)
+    measured, what = ("device_peak_mib", "device peak") if device else ("rss_step_mib", "RSS")
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         if "error" not in r:
@@ -247,10 +274,10 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
         if setting == "sqrt":
             label += " (k=round(sqrt T))"
         Ts = [r["T"] for r in rs]
-        rss = [r["rss_step_mib"] for r in rs]
+        peak = [r.get(measured) for r in rs]
         temp = [r["xla_temp_bytes"] / MIB for r in rs]
-        if all(v is not None and v > 0 for v in rss):
-            ax_mem.plot(Ts, rss, marker=marker, color=colour, label=f"{label}: RSS")
+        if all(v is not None and v > 0 for v in peak):
+            ax_mem.plot(Ts, peak, marker=marker, color=colour, label=f"{label}: {what}")
         ax_mem.plot(Ts, temp, marker=marker, color=colour, ls="--", mfc="none",
                     label=f"{label}: XLA temp")  # fmt: skip
         ax_time.plot(Ts, [r["median_ms"] for r in rs], marker=marker, color=colour, label=label)
@@ -265,7 +292,8 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
         ax.set_xlabel("sequence length T (steps)")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
-    ax_mem.set_title("peak memory (solid: RSS rise, dashed: XLA temp_size)", fontsize=9)
+    solid = "device allocator's peak" if device else "RSS rise"
+    ax_mem.set_title(f"peak memory (solid: {solid}, dashed: XLA temp_size)", fontsize=9)
     ax_time.set_title("median wall time of forward + backward", fontsize=9)
     ax_mem.legend(fontsize=7)
     ax_time.legend(fontsize=7)
@@ -299,8 +327,10 @@ def main(argv=None) -> None:
     B, D, H = args.batch, args.input, args.hidden
     env, malloc_line = child_env()
     print(malloc_line)
-    print(f"backend {jax.default_backend()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}"
-          f"; B={B}, D={D}, H={H}, float32; memory in MiB")  # fmt: skip
+    chip = jax.devices()[0].device_kind
+    load = os.getloadavg()[0]
+    print(f"backend {jax.default_backend()} ({chip}), {os.cpu_count()} CPUs, load {load:.2f}; "
+          f"B={B}, D={D}, H={H}, float32; memory in MiB")  # fmt: skip
     print(header(), flush=True)
     rows = []
     for name in args.cells.split(","):
@@ -319,6 +349,8 @@ def main(argv=None) -> None:
                 print(line(r, none), flush=True)
     report = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "backend": jax.default_backend(),
+        "device_kind": chip,
         "load_average": [round(v, 2) for v in os.getloadavg()],  # others' load skews timings
         "versions": {"jax": jax.__version__, "numpy": np.__version__},
         "malloc": malloc_line,
@@ -331,7 +363,8 @@ def main(argv=None) -> None:
         args.json.write_text(json.dumps(report, indent=1))
         print(f"wrote {args.json}")
     if args.plot:
-        title = f"{args.cells} training step, B={B}, D={D}, H={H}, float32, CPU"
+        where = "CPU" if jax.default_backend() == "cpu" else chip
+        title = f"{args.cells} training step, B={B}, D={D}, H={H}, float32, {where}"
         plot(rows, args.plot, title)
         print(f"wrote {args.plot}")
 
