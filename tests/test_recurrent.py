@@ -197,14 +197,16 @@ def test_jit_grad_and_vmap_compose_with_runners(name):
         np.testing.assert_allclose(jax.jit(run)(all_params, xs), eager, rtol=1e-5, atol=1e-6)
         grads = jax.jit(jax.grad(lambda p, x, run=run: jnp.sum(run(p, x) ** 2)))(all_params, xs)
         assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads)), label
-        # vmap over a leading model axis of params (a sweep) and over a batch of batches.
+        # vmap over a leading model axis of params (a sweep) and over a batch of batches, each
+        # in one jit (run eagerly, a vmapped runner dispatches, and compiles, op by op).
         models = jax.tree.map(lambda a: jnp.stack([a, 2 * a]), all_params)
-        swept = jax.vmap(run, in_axes=(0, None))(models, xs)
+        swept = jax.jit(jax.vmap(run, in_axes=(0, None)))(models, xs)
         np.testing.assert_allclose(swept[0], eager, rtol=1e-5, atol=1e-6)
+        second = jax.jit(run)(jax.tree.map(lambda a: a[1], models), xs)  # the 2 * a model
+        np.testing.assert_allclose(swept[1], second, rtol=1e-5, atol=1e-6)
         batches = jnp.stack([xs, -xs])
-        np.testing.assert_allclose(
-            jax.vmap(run, in_axes=(None, 0))(all_params, batches)[0], eager, rtol=1e-5, atol=1e-6
-        )
+        batched = jax.jit(jax.vmap(run, in_axes=(None, 0)))(all_params, batches)
+        np.testing.assert_allclose(batched[0], eager, rtol=1e-5, atol=1e-6)
 
 
 def test_time_major_equals_batch_major():
