@@ -1,29 +1,9 @@
 """Shared test helpers. Tests run on the CPU; float64 where a test needs it is enabled locally."""
 
-import os
-
-# One persistent XLA compilation cache for the whole run, before JAX reads its settings: many
-# tests compile the same programs (a run and its resumed copy, the same tiny config in several
-# tests), and pytest-xdist's workers and the subprocesses of tests/train/helpers.py share it. A
-# cached program is the one XLA compiled, so no result changes. A size limit turns on JAX's file
-# lock around every read and write (the `filelock` package, in the test extra), so that
-# concurrent processes never read a half-written entry; without filelock there is no cache.
-try:
-    import filelock  # noqa: F401
-except ImportError:
-    pass
-else:
-    os.environ.setdefault(
-        "JAX_COMPILATION_CACHE_DIR",
-        os.environ.get("RNNLAB_TEST_JAX_CACHE", "/tmp/rnnlab-test-jax-cache"),
-    )
-    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-    os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 * 2**30))
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
 
 
 @pytest.fixture
