@@ -384,6 +384,8 @@ def main():
         torch_device = args.torch_device
         if torch_device == "auto":
             torch_device = "cuda" if gpu else "cpu"
+        elif torch_device == "cuda" and not torch.cuda.is_available():
+            parser.error("--torch-device cuda: this torch sees no CUDA device (a CPU build?)")
 
     load_before = os.getloadavg()
     results = run_all(cfg, args.tasks.split(","), batches, args.cell, rounds)

@@ -57,6 +57,10 @@ except ImportError:
 EOF
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
+if ! "$PY" -c 'import sys, jax; sys.exit(jax.default_backend() != "gpu")' 2>/dev/null; then
+  echo "scripts/bench_gpu.sh: JAX in $PY has no GPU backend (install jax[cuda13] or set PYTHON)" >&2
+  exit 2
+fi
 
 stage cudnn-equality 60 "$PY" -m pytest -q -p no:cacheprovider tests/test_cudnn.py
 stage bench-cells 150 "$PY" scripts/bench_cells.py --cells lstm,gru --autodiff --devices 1 \
