@@ -322,6 +322,14 @@ def versions() -> dict:
 # --- output ------------------------------------------------------------------------------------
 
 
+def accelerator(run: dict) -> str | None:
+    """The chip that ran a GPU run's steps, for titles ("NVIDIA H100 ... (torch on cuda)");
+    None on the CPU."""
+    if run.get("backend", "cpu") == "cpu":
+        return None
+    return f"{run['device_kind']} (torch on {run['torch_device']})"
+
+
 def print_table(results, title: str):
     """ms per contender, then the ratios: rnnlab / peer, and rnnlab_dp / torch, flax_dp."""
     names = ["rnnlab", "rnnlab_dp", "flax", "flax_dp", "torch", "cudnn", "equinox", "keras"]
@@ -402,10 +410,8 @@ def plot(report: dict, path: str):
         ax.text(0.02, 0.98, text, transform=ax.transAxes, va="top", fontsize=8)
         ax.legend(fontsize=7)
     where = f"{report['machine']['cpu']}, {report['machine']['cpus']} CPUs"
-    run = next(iter(runs.values()))
-    if run.get("backend", "cpu") != "cpu":  # the chip that ran the steps
-        where = f"{run['device_kind']} (torch on {run['torch_device']}); host {where}"
-    fig.suptitle(where, fontsize=9)
+    chip = accelerator(next(iter(runs.values())))
+    fig.suptitle(f"{chip}; host {where}" if chip else where, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -490,8 +496,8 @@ def main(argv=None):
     for mode, run in runs.items():
         rate, load = run["gemm_gflops"], run["load_average"]
         title = f"malloc {mode}: {MALLOC_MODES[mode]}; GEMM {rate} GFLOP/s, load average {load}"
-        if run.get("backend", "cpu") != "cpu":
-            title = f"{run['device_kind']} (torch on {run['torch_device']}); {title}"
+        chip = accelerator(run)
+        title = f"{chip}; {title}" if chip else title
         print_table(run["results"], title)
     if len(runs) == 2:
         print_malloc_ratio(runs)
