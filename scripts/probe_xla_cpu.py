@@ -1,0 +1,399 @@
+"""Probes of XLA:CPU for the recurrent training step: matmul back ends, kernel shapes, loops.
+
+    .venv/bin/python scripts/probe_xla_cpu.py flags                 # LSTM step, 32,64,128,128
+    .venv/bin/python scripts/probe_xla_cpu.py flags --cell gru --size 64,100,256,256 --rounds 25
+    .venv/bin/python scripts/probe_xla_cpu.py gemm                  # the step's GEMMs, 3 sizes
+    .venv/bin/python scripts/probe_xla_cpu.py loop                  # the forward loop, 3 sizes
+    .venv/bin/python scripts/probe_xla_cpu.py loop --json loop.json
+
+What docs/performance.md ("More levers, measured in session 8") reports, so that the next try at
+the one-device LSTM gap starts from measurements, not guesses:
+
+flags  scripts/bench_cells.py's rnnlab training step (bench_contenders.rnnlab_step) under each
+       XLA:CPU setting of ``SETTINGS`` (XLA_FLAGS: Eigen's threads, oneDNN, XNNPACK, YNNPACK off),
+       each in a worker process of its own (XLA reads its flags once), called in turn, one
+       call per worker per round, each round starting one worker later. ``default_copy`` is a
+       second process with the default setting: how far two copies of the same step drift
+       apart is the noise floor of the comparison. ``--torch`` adds PyTorch's nn.LSTM / nn.GRU.
+gemm   GFLOP/s of the GEMMs of one step (the input projection, a weight gradient, the loop's
+       recurrent matmul) under each back end, and PyTorch's torch.mm where installed.
+loop   The LSTM forward loop (lax.scan over T steps, no gradient) written four ways, timed
+       interleaved in this process, after checking that all four give the same outputs:
+         rows          h [B, H] x W_h [H, 4H], the layout of rnnlab/cells/fused.py
+         transposed    W_h^T [4H, H] x h^T [H, B], gates and carries kept as [4H, B], [H, B]
+         column_blocks the recurrent matmul as two dots over column halves of W_h, concatenated
+         batch_halves  two independent chains per iteration, one per half of the batch
+       with the cores kept busy (CPU time over wall time) for each.
+
+Every mode prints a table (ratios to the first row) and, with ``--json``, writes it with the
+machine and the versions. The workers inherit the environment (run it like the other scripts,
+after ``source scripts/_env.sh`` or through .venv/bin/python with rnnlab's launcher settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from experiments._cli import XLA_CPU_FLAG, add_xla_cpu_flag
+
+NO_YNN = "--xla_cpu_experimental_ynn_fusion_type="  # dots leave YNNPACK for the other paths
+SETTINGS = {  # name -> XLA_FLAGS; "default" is what rnnlab's launchers set
+    "default": XLA_CPU_FLAG,
+    "eigen_threads": "--xla_cpu_multi_thread_eigen=true",
+    "onednn": f"{XLA_CPU_FLAG} --xla_cpu_use_onednn=true",
+    "xnnpack": f"{XLA_CPU_FLAG} --xla_cpu_use_xnnpack=true",
+    "no_ynn_eigen1": f"{NO_YNN} --xla_cpu_multi_thread_eigen=false",
+    "no_ynn_eigen2": f"{NO_YNN} --xla_cpu_multi_thread_eigen=true",
+    "no_ynn_onednn": f"{NO_YNN} --xla_cpu_use_onednn=true",
+    "no_ynn_xnnpack": f"{NO_YNN} --xla_cpu_use_xnnpack=true",
+}
+COPY = "default_copy"  # a second worker with SETTINGS["default"]: the noise floor
+SIZES = ((32, 64, 128, 128), (64, 100, 256, 256), (32, 128, 512, 512))
+LOOP_CALLS = 64  # recurrent matmuls per timed call in ``gemm``
+
+
+def _size(text: str) -> tuple[int, ...]:
+    size = tuple(int(v) for v in text.split(","))
+    if len(size) != 4 or min(size) < 1:
+        raise argparse.ArgumentTypeError(f"want B,T,D,H (four positive integers), got {text!r}")
+    return size
+
+
+# --- workers: one process per XLA setting ------------------------------------------------------
+
+
+def _worker(args) -> None:
+    """Runs in a child process: "step" answers each stdin line with one timed call."""
+    if args.worker == "gemm":
+        print(json.dumps(gemm_rates(args.sizes, torch_mm=args.setting == "torch")), flush=True)
+        return
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bench_contenders as bc
+
+    make = bc.torch_step if args.setting == "torch" else bc.rnnlab_step
+    step = make(args.cell, *args.size)
+    for _ in range(3):  # compile and warm up
+        step()
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        start = time.perf_counter()
+        step()
+        print(time.perf_counter() - start, flush=True)
+
+
+def _spawn(mode: str, setting: str, args, interactive: bool) -> subprocess.Popen:
+    env = dict(os.environ)
+    if setting != "torch":
+        env["XLA_FLAGS"] = SETTINGS.get(setting, SETTINGS["default"])
+    cmd = [sys.executable, os.path.abspath(__file__), mode, "--worker", mode, "--setting", setting]
+    if mode == "flags":
+        cmd += ["--cell", args.cell, "--size", ",".join(map(str, args.size))]
+    else:
+        cmd += ["--sizes", *(",".join(map(str, s)) for s in args.sizes)]
+    pipe = subprocess.PIPE
+    return subprocess.Popen(
+        cmd, env=env, stdin=pipe if interactive else None, stdout=pipe, text=True
+    )
+
+
+def probe_flags(args) -> list[dict]:
+    """Medians of the step under each setting, called in turn (rotating order), per worker."""
+    names = args.settings or [*SETTINGS, COPY] + (["torch"] if args.torch else [])
+    workers = {}
+    for name in names:
+        proc = _spawn("flags", name, args, interactive=True)
+        if proc.stdout.readline().strip() == "ready":
+            workers[name] = proc
+        else:  # an XLA that does not know a flag aborts; say so and go on
+            proc.kill()
+            print(f"{name}: the worker did not start (XLA_FLAGS={SETTINGS.get(name)!r})")
+    times = {name: [] for name in workers}
+    order = list(workers)
+    for r in range(args.rounds):
+        for name in order[r % len(order) :] + order[: r % len(order)]:
+            proc = workers[name]
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            times[name].append(float(proc.stdout.readline()))
+    for proc in workers.values():
+        proc.stdin.close()
+        proc.wait()
+    base = times[order[0]]
+    return [
+        {
+            "setting": name,
+            "xla_flags": SETTINGS.get(name, SETTINGS["default"]) if name != "torch" else None,
+            "ms": round(statistics.median(t) * 1e3, 2),
+            "ratio": round(statistics.median(t) / statistics.median(base), 3),
+            "ratio_per_round": round(statistics.median(a / b for a, b in zip(t, base)), 3),
+        }
+        for name, t in times.items()
+    ]
+
+
+# --- gemm ----------------------------------------------------------------------------------------
+
+
+def step_gemms(size) -> dict[str, tuple[int, int, int]]:
+    """(M, K, N) of the LSTM step's matmuls at (B, T, D, H)."""
+    B, T, D, H = size
+    return {
+        "projection": (T * B, D, 4 * H),  # xs W_x, all steps at once
+        "weight_grad": (D, T * B, 4 * H),  # X^T dZ, after the backward scan
+        "recurrent": (B, H, 4 * H),  # h W_h, once per step inside the loop
+    }
+
+
+def _median_seconds(fn, calls: int) -> float:
+    fn()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _gemm_seconds(M: int, K: int, N: int, repeat: int, torch_mm: bool) -> float:
+    """Median seconds of one [M, K] x [K, N] matmul, ``repeat`` of them per timed call."""
+    if torch_mm:
+        import torch
+
+        a, b, out = torch.randn(M, K), torch.randn(K, N), torch.empty(M, N)
+
+        def run():
+            for _ in range(repeat):
+                torch.mm(a, b, out=out)  # into one buffer, as nn.LSTM's workspace
+
+        return _median_seconds(run, 15) / repeat
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    b = jax.random.normal(jax.random.key(1), (K, N))
+    if repeat == 1:
+        a, fn = jax.random.normal(jax.random.key(0), (M, K)), jax.jit(jnp.dot)
+    else:  # as the fused scan runs it: one dot per iteration of a lax.scan
+        a = jax.random.normal(jax.random.key(0), (repeat, M, K))
+        fn = jax.jit(lambda a, b: lax.scan(lambda _, x: (None, x @ b), None, a)[1])
+    return _median_seconds(lambda: fn(a, b).block_until_ready(), 15) / repeat
+
+
+def gemm_rates(sizes, torch_mm: bool = False) -> list[dict]:
+    """GFLOP/s of each step GEMM, jnp.dot (or torch.mm) per shape.
+
+    The recurrent matmul runs LOOP_CALLS times in one ``lax.scan``, as the fused scan runs it (one
+    jitted call of a [B, H] x [H, 4H] dot is mostly dispatch); torch.mm is called from Python into
+    one output buffer, once per matmul.
+    """
+    rows = []
+    for size in sizes:
+        for name, (M, K, N) in step_gemms(size).items():
+            repeat = LOOP_CALLS if name == "recurrent" else 1
+            seconds = _gemm_seconds(M, K, N, repeat, torch_mm)
+            rows.append(
+                {"size": list(size), "gemm": name, "shape": [M, K, N],
+                 "us": round(seconds * 1e6, 1), "gflops": round(2 * M * K * N / seconds / 1e9, 1)}
+            )  # fmt: skip
+    return rows
+
+
+def probe_gemm(args) -> list[dict]:
+    rows = []
+    names = args.settings or [*SETTINGS] + (["torch"] if args.torch else [])
+    for name in names:
+        proc = _spawn("gemm", name, args, interactive=False)
+        out, _ = proc.communicate()
+        if proc.returncode:
+            print(f"{name}: the worker failed (exit {proc.returncode})")
+            continue
+        rows += [{"setting": name, **row} for row in json.loads(out)]
+    return rows
+
+
+# --- loop --------------------------------------------------------------------------------------
+
+
+def loop_variants(H: int) -> dict:
+    """The LSTM forward loop four ways: fn(w_h [H, 4H], zs [T, B, 4H], h0, c0) -> hs [T, B, H].
+
+    "transposed" takes and returns the transposed layout (``transpose_io``): its inputs are laid
+    out once, outside the timed call, so that the time is the loop's own.
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    def gates(a, axis):  # i f g o along ``axis``: sigmoid, sigmoid, tanh, sigmoid
+        i, f, g, o = jnp.split(a, 4, axis=axis)
+        return jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+
+    def step(h, c, a, axis=-1):
+        i, f, g, o = gates(a, axis)
+        c = f * c + i * g
+        return o * jnp.tanh(c), c
+
+    def rows(w_h, zs, h0, c0):
+        def body(carry, z):
+            h, c = step(*carry, z + carry[0] @ w_h)  # [B, 4H]
+            return (h, c), h
+
+        return lax.scan(body, (h0, c0), zs)[1]
+
+    def transposed(w_h, zs_t, h0_t, c0_t):  # zs_t [T, 4H, B], h0_t c0_t [H, B]: laid out outside
+        w_t = w_h.T  # [4H, H]
+
+        def body(carry, z):  # z: [4H, B]
+            h, c = step(*carry, z + w_t @ carry[0], axis=0)  # [H, B]
+            return (h, c), h
+
+        return lax.scan(body, (h0_t, c0_t), zs_t)[1]  # [T, H, B]
+
+    def column_blocks(w_h, zs, h0, c0):
+        w_a, w_b = jnp.split(w_h, 2, axis=1)  # [H, 2H] each: two independent dots
+
+        def body(carry, z):
+            a = z + jnp.concatenate([carry[0] @ w_a, carry[0] @ w_b], axis=-1)
+            h, c = step(*carry, a)
+            return (h, c), h
+
+        return lax.scan(body, (h0, c0), zs)[1]
+
+    def batch_halves(w_h, zs, h0, c0):
+        half = h0.shape[0] // 2
+
+        def body(carry, z):
+            (h1, c1), (h2, c2) = carry  # two independent chains, rows [:half] and [half:]
+            n1 = step(h1, c1, z[:half] + h1 @ w_h)
+            n2 = step(h2, c2, z[half:] + h2 @ w_h)
+            return (n1, n2), jnp.concatenate([n1[0], n2[0]], axis=0)
+
+        init = ((h0[:half], c0[:half]), (h0[half:], c0[half:]))
+        return lax.scan(body, init, zs)[1]
+
+    fns = dict(rows=rows, transposed=transposed, column_blocks=column_blocks)
+    fns["batch_halves"] = batch_halves
+    return {name: jax.jit(fn) for name, fn in fns.items()}
+
+
+def loop_inputs(size):
+    import jax
+
+    B, T, _, H = size
+    k_w, k_z, k_h = jax.random.split(jax.random.key(0), 3)
+    w_h = jax.random.normal(k_w, (H, 4 * H)) / H**0.5
+    zs = jax.random.normal(k_z, (T, B, 4 * H))
+    h0 = jax.random.normal(k_h, (B, H)) * 0.1
+    return w_h, zs, h0, h0 * 0
+
+
+def transpose_io(arrays) -> list:
+    """[T, B, K] <-> [T, K, B] and [B, H] <-> [H, B]: the transposed variant's layout."""
+    import jax.numpy as jnp
+
+    return [jnp.swapaxes(a, -1, -2) for a in arrays]
+
+
+def probe_loop(args) -> list[dict]:
+    import jax
+    import numpy as np
+
+    rows = []
+    for size in args.sizes:
+        if size[0] % 2:
+            raise SystemExit(f"loop: B must be even (batch_halves splits it), got {size}")
+        fns = loop_variants(size[3])
+        inputs = {name: loop_inputs(size) for name in fns}
+        w_h, *rest = inputs["transposed"]
+        inputs["transposed"] = (w_h, *transpose_io(rest))
+        want = np.asarray(fns["rows"](*inputs["rows"]))
+        for name, fn in fns.items():  # the same outputs, or the timing means nothing
+            got = fn(*inputs[name])
+            got = transpose_io([got])[0] if name == "transposed" else got
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=name)
+        times = {name: [] for name in fns}
+        cpu = {name: 0.0 for name in fns}
+        for r in range(args.rounds):
+            order = list(fns)[r % len(fns) :] + list(fns)[: r % len(fns)]
+            for name in order:
+                wall, proc = time.perf_counter(), time.process_time()
+                jax.block_until_ready(fns[name](*inputs[name]))
+                times[name].append(time.perf_counter() - wall)
+                cpu[name] += time.process_time() - proc
+        base = statistics.median(times["rows"])
+        for name in fns:
+            ms = statistics.median(times[name])
+            rows.append(
+                {"size": list(size), "variant": name, "ms": round(ms * 1e3, 3),
+                 "ratio": round(ms / base, 3), "cores": round(cpu[name] / sum(times[name]), 2)}
+            )  # fmt: skip
+    return rows
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def print_rows(rows: list[dict]) -> None:
+    keys = [k for k in rows[0] if k != "xla_flags"]
+    print(" | ".join(keys))
+    for row in rows:
+        print(" | ".join(str(row[k]) for k in keys))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=("flags", "gemm", "loop"))
+    parser.add_argument("--cell", default="lstm", choices=("lstm", "gru", "gru_paper"))
+    parser.add_argument("--size", type=_size, default=SIZES[0], help="flags: B,T,D,H")
+    parser.add_argument("--sizes", type=_size, nargs="+", default=SIZES, help="gemm, loop")
+    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--torch", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--settings",
+        type=lambda text: text.split(","),
+        help=f"flags, gemm: these, in this order (default all): {', '.join(SETTINGS)}, "
+        f"{COPY} (flags), torch",
+    )
+    parser.add_argument("--json", help="also write the rows, machine and versions here")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--setting", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    known = [*SETTINGS, COPY, "torch"]
+    for name in args.settings or []:
+        if name not in known:
+            parser.error(f"--settings: unknown {name!r}; known: {', '.join(known)}")
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
+    if args.torch:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            args.torch = False  # the optional `bench` extra
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.worker:
+        return _worker(args)
+    if args.mode == "loop":  # in this process: the launchers' setting, before JAX starts
+        add_xla_cpu_flag()
+    rows = {"flags": probe_flags, "gemm": probe_gemm, "loop": probe_loop}[args.mode](args)
+    print_rows(rows)
+    if args.json:
+        from bench_cells import machine, versions
+
+        report = {"mode": args.mode, "argv": sys.argv[1:], "machine": machine()}
+        report |= {"versions": versions(), "load_average": os.getloadavg(), "rows": rows}
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
