@@ -139,12 +139,14 @@ def build_model(c, cell: cells.Cell, vocab_size: int) -> Model:
     return Model(spec, tx, lr, init_state)
 
 
-def make_train_step(c, model: Model, streams: text.StreamBatcher):
+def make_train_step(c, model: Model, streams: text.StreamBatcher, mesh=None):
     """The TBPTT step: ``step.make_step`` with the carried state threaded through data_state.
 
     The batch takes the carries from data_state; the loss returns the carries its forward pass
     ended in (gradient stopped) as aux; the wrapper moves them back into data_state, so a
-    checkpoint holds both the stream position and the state at it.
+    checkpoint holds both the stream position and the state at it. Data parallel over ``mesh``
+    (default: every device): each device takes B / n of the streams with their carries, the
+    gradients are averaged, and the carries come back in stream order, not averaged.
     """
     positions = streams.source()
 
@@ -158,11 +160,12 @@ def make_train_step(c, model: Model, streams: text.StreamBatcher):
         )
         return loss, {"bpc": metrics["bpc"], "carries": carries}
 
-    # Not parallel.data_parallel_grad: its pmean would average the streams' carries.
+    mesh = mesh or parallel.make_mesh()
     inner = step.make_step(
         loss_fn,
         model.tx,
         next_batch,
+        grad_fn=parallel.data_parallel_grad(loss_fn, mesh, sharded_aux=("carries",)),
         clip_norm=c.clip_norm,
         clip_value=c.clip_value,
         learning_rate=model.learning_rate,
@@ -186,6 +189,10 @@ def run(config, workdir: str) -> dict:
     started = time.perf_counter()
     workdir = Path(workdir)
     check_config(config)
+    n = jax.device_count()  # the training step splits the B streams over every device
+    _cli.check(
+        config.batch_size % n == 0, "batch_size", config.batch_size, f"not divisible by {n} devices"
+    )
     cell = make_cell(config)
     data = load_data(config)
     check_sampling(config, data.vocab)
@@ -265,6 +272,7 @@ def run(config, workdir: str) -> dict:
         "skipped_updates": records[-1].get("skipped", 0) if records else 0,
         "params_sha256": state.checksum(final.params),
         "seconds": round(time.perf_counter() - started, 1),  # this invocation only
+        "devices": jax.device_count(),  # the streams were split over these
     }
     logging.info("bpc %s; unigram %s", bpc, unigram)
     if lead:

@@ -1,5 +1,11 @@
 """experiments.char_lm on ":tiny": every output, a real outcome, exact resume, sampling, errors."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -113,6 +119,49 @@ def test_sample_mode_prints_text_from_the_latest_checkpoint(tiny_run, capsys):
     assert (
         "--config.prime='Z': characters ['Z'] are not in the vocabulary" in capsys.readouterr().err
     )
+
+
+TWO_DEVICES = """
+import json, sys
+import jax
+from experiments import char_lm
+from tests.test_char_lm_experiment import tiny_config
+assert jax.device_count() == 2, jax.devices()
+config = tiny_config(sys.argv[1])
+results = char_lm.run(config, sys.argv[2])
+# The compiled step: each device's LSTM runs on B / 2 streams, and the gradients are summed.
+data = char_lm.load_data(config)
+model = char_lm.build_model(config, char_lm.make_cell(config), data.vocab.size)
+train_step = char_lm.make_train_step(config, model, data.streams)
+hlo = jax.jit(train_step).lower(jax.eval_shape(model.init_state)).compile().as_text()
+B, H = config.batch_size, config.hidden_size
+shapes = {"local": f"f32[{B // 2},{4 * H}]", "whole": f"f32[{B},{4 * H}]"}
+seen = {name: shape in hlo for name, shape in shapes.items()}
+keys = ("bpc", "devices", "skipped_updates")
+print(json.dumps({**{k: results[k] for k in keys}, **seen, "all_reduce": "all-reduce" in hlo}))
+"""
+
+
+def test_two_devices_split_the_streams_and_train_as_one_device_does(tiny_run, tmp_path):
+    """The B streams split over 2 CPU devices, carries per stream: the one-device run's bpc."""
+    root, _, results = tiny_run
+    names = ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS", "RNNLAB_CPU_DEVICES")
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    proc = subprocess.run(
+        [sys.executable, "-c", TWO_DEVICES, str(root / "corpus.py"), str(tmp_path / "two")],
+        env={**env, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "2"},
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert two["devices"] == 2 and results["devices"] == jax.device_count()
+    assert two["skipped_updates"] == 0
+    assert two["all_reduce"] and two["local"] and not two["whole"], two
+    for split in ("valid", "test"):  # float32 sums in another order over 40 Adam steps
+        assert two["bpc"][split] == pytest.approx(results["bpc"][split], rel=2e-3), two
 
 
 def test_a_missing_or_non_utf8_corpus_is_a_one_line_error_before_anything_runs(tmp_path, capsys):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 
 import jax
+import jax.numpy as jnp
 from jax import lax
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -44,26 +45,49 @@ def check_batch_size(batch_size: int, mesh, argument: str = "batch_size") -> Non
         raise ValueError(f"{argument}={batch_size} is not divisible by the {n} devices")
 
 
-def data_parallel_grad(loss_fn, mesh):
+def data_parallel_grad(loss_fn, mesh, sharded_aux: tuple[str, ...] = ()):
     """The gradient of ``loss_fn`` over a batch split across ``mesh``.
 
     Args:
-        loss_fn: (params, batch, key) -> (loss, aux), a mean over the batch.
+        loss_fn: (params, batch, key) -> (loss, aux), a mean over the batch. Every batch leaf
+            with a leading axis is split along it; scalar leaves (a flag such as "the streams
+            restart here") go to every device whole.
         mesh: a mesh with a ``data`` axis.
+        sharded_aux: names of entries of the aux dict that hold one row per example (the state a
+            truncated-BPTT step ends in, per stream): they are not averaged but put back together
+            in batch order, so they equal the one-device values.
 
     Returns:
-        grad_fn(params, batch, key) -> ((loss, aux), grads), all averaged over the devices and
-        replicated. Shard i uses fold_in(key, i), so dropout masks differ between shards.
+        grad_fn(params, batch, key) -> ((loss, aux), grads), averaged over the devices and
+        replicated, except ``sharded_aux`` ([B, ...], split along ``data``). Shard i uses
+        fold_in(key, i), so dropout masks differ between shards.
     """
 
     def local(params, batch, key):
         key = jax.random.fold_in(key, lax.axis_index(AXIS))
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, key)
-        return lax.pmean(((loss, aux), grads), AXIS)
+        rows = {}
+        if sharded_aux:
+            missing = [name for name in sharded_aux if name not in aux]
+            if missing:
+                raise KeyError(f"sharded_aux: {missing} are not in the loss's aux {sorted(aux)}")
+            aux = dict(aux)
+            rows = {name: aux.pop(name) for name in sharded_aux}
+        return lax.pmean(((loss, aux), grads), AXIS), rows
 
-    return jax.shard_map(
-        local, mesh=mesh, in_specs=(P(), P(AXIS), P()), out_specs=P(), check_vma=False
-    )
+    def grad_fn(params, batch, key):
+        batch_specs = jax.tree.map(lambda x: P(AXIS) if jnp.ndim(x) else P(), batch)
+        run = jax.shard_map(
+            local,
+            mesh=mesh,
+            in_specs=(P(), batch_specs, P()),
+            out_specs=(P(), P(AXIS)),
+            check_vma=False,
+        )
+        ((loss, aux), grads), rows = run(params, batch, key)
+        return (loss, {**aux, **rows}), grads
+
+    return grad_fn
 
 
 def local_batch_grad(loss_fn, axis: str = AXIS):

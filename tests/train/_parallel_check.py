@@ -40,6 +40,35 @@ def train(mesh, steps=5):
     return s, metrics
 
 
+def sharded_aux_check(loss_fn, mesh, params, batch, key) -> dict:
+    """A per-example aux (``sharded_aux``) and a scalar batch leaf, 8 devices against 1.
+
+    The loss doubles where the scalar flag is set, so a flag that did not reach every device
+    whole would change the gradient; the per-example rows must come back in batch order.
+    """
+
+    def rows_loss(params, batch, key):
+        loss, _ = loss_fn(params, batch, key)
+        scale = 1.0 + jnp.sum(jax.tree.leaves(params)[0])  # per example, not per shard
+        rows = jnp.sum(batch["inputs"], axis=(1, 2)) * scale  # [B]
+        return loss * jnp.where(batch["flag"], 2.0, 1.0), {"rows": rows, "mean_row": rows.mean()}
+
+    batch = {**batch, "flag": jnp.array(True)}
+    one = jax.jit(jax.value_and_grad(rows_loss, has_aux=True))(params, batch, key)
+    grad_fn = parallel.data_parallel_grad(rows_loss, mesh, sharded_aux=("rows",))
+    eight = jax.jit(grad_fn)(params, batch, key)
+    (l1, a1), g1 = one
+    (l8, a8), g8 = eight
+    rel = lambda a, b: float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(a)) + 1e-12))  # noqa: E731
+    return {
+        "rows_shape": [list(a1["rows"].shape), list(a8["rows"].shape)],
+        "rows_rel": rel(a1["rows"], a8["rows"]),
+        "mean_row_rel": rel(a1["mean_row"], a8["mean_row"]),
+        "flag_loss_rel": rel(l1, l8),
+        "flag_grad_rel": max(jax.tree.leaves(jax.tree.map(rel, g1, g8))),
+    }
+
+
 def main():
     assert jax.device_count() == 8, jax.devices()
     one, eight = parallel.make_mesh(jax.devices()[:1]), parallel.make_mesh()
@@ -50,6 +79,7 @@ def main():
     (l8, _), g8 = jax.jit(parallel.data_parallel_grad(loss_fn, eight))(init.params, batch, key)
     rel = lambda a, b: float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(a)) + 1e-12))  # noqa: E731
     grad_rel = max(jax.tree.leaves(jax.tree.map(rel, g1, g8)))
+    rows = sharded_aux_check(loss_fn, eight, init.params, batch, key)
     s1, m1 = train(one)
     s8, m8 = train(eight)
     p1, p8 = state.to_host(s1.params), state.to_host(s8.params)  # on different meshes
@@ -65,6 +95,7 @@ def main():
                 "param_scale": float(max(np.abs(x).max() for x in jax.tree.leaves(p1))),
                 "steps": [int(s1.step), int(s8.step)],
                 "train_loss": [float(m1["loss"]), float(m8["loss"])],
+                **rows,
             }
         )
     )

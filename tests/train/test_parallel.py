@@ -25,6 +25,10 @@ def test_eight_devices_match_one_device():
     assert result["steps"] == [5, 5]
     assert result["param_diff"] < 1e-5 * max(1.0, result["param_scale"]), result
     assert result["train_loss"][0] == pytest.approx(result["train_loss"][1], rel=1e-5)
+    # sharded_aux: per-example rows back in batch order, not averaged; a scalar leaf whole.
+    assert result["rows_shape"] == [[16], [16]], result
+    assert result["rows_rel"] < 1e-5 and result["mean_row_rel"] < 1e-5, result
+    assert result["flag_loss_rel"] < 1e-6 and result["flag_grad_rel"] < 1e-5, result
 
 
 def test_batch_size_must_split_over_the_devices():
