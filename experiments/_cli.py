@@ -185,6 +185,12 @@ def check_ints(config, fields, minimum: int, reason: str | None = None) -> None:
         check(ok, field, value, reason or f"must be >= {minimum}")
 
 
+def check_splits(config, devices: int, field: str = "batch_size") -> None:
+    """``check`` that ``field`` (a batch size) splits evenly over the data-parallel devices."""
+    value = config[field]
+    check(value % devices == 0, field, value, f"not divisible by the {devices} devices")
+
+
 def check_choices(config, choices) -> None:
     """``check`` that each (field, known values) pair holds one of the known values."""
     for field, known in choices:

@@ -98,8 +98,7 @@ def setup(config, mesh) -> tuple[list[str], cells.Cell, cap.Encoder]:
     _cli.check_ints(c, ("train_size", "num_samples", "num_attention", "min_word_count"), 0)
     _cli.check(c.max_objects <= 4, "max_objects", c.max_objects, "scenes hold 1 to 4 objects")
     _cli.check(c.max_caption_len >= 3, "max_caption_len", c.max_caption_len, "must be >= 3")
-    n = mesh.devices.size
-    _cli.check(c.batch_size % n == 0, "batch_size", c.batch_size, f"not divisible by {n} devices")
+    _cli.check_splits(c, mesh.devices.size)
     _cli.check_choices(c, (("optimizer", step.OPTIMIZERS), ("schedule", step.SCHEDULES)))
     _cli.check(c.learning_rate > 0, "learning_rate", c.learning_rate, "must be positive")
     for field in ("clip_norm", "warmup_steps", "attention_penalty"):

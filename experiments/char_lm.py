@@ -139,14 +139,14 @@ def build_model(c, cell: cells.Cell, vocab_size: int) -> Model:
     return Model(spec, tx, lr, init_state)
 
 
-def make_train_step(c, model: Model, streams: text.StreamBatcher, mesh=None):
+def make_train_step(c, model: Model, streams: text.StreamBatcher):
     """The TBPTT step: ``step.make_step`` with the carried state threaded through data_state.
 
     The batch takes the carries from data_state; the loss returns the carries its forward pass
     ended in (gradient stopped) as aux; the wrapper moves them back into data_state, so a
-    checkpoint holds both the stream position and the state at it. Data parallel over ``mesh``
-    (default: every device): each device takes B / n of the streams with their carries, the
-    gradients are averaged, and the carries come back in stream order, not averaged.
+    checkpoint holds both the stream position and the state at it. Data parallel over every
+    device: each device takes B / n of the streams with their carries, the gradients are
+    averaged, and the carries come back in stream order, not averaged.
     """
     positions = streams.source()
 
@@ -160,12 +160,12 @@ def make_train_step(c, model: Model, streams: text.StreamBatcher, mesh=None):
         )
         return loss, {"bpc": metrics["bpc"], "carries": carries}
 
-    mesh = mesh or parallel.make_mesh()
+    grad_fn = parallel.data_parallel_grad(loss_fn, parallel.make_mesh(), sharded_aux=("carries",))
     inner = step.make_step(
         loss_fn,
         model.tx,
         next_batch,
-        grad_fn=parallel.data_parallel_grad(loss_fn, mesh, sharded_aux=("carries",)),
+        grad_fn=grad_fn,
         clip_norm=c.clip_norm,
         clip_value=c.clip_value,
         learning_rate=model.learning_rate,
@@ -189,10 +189,7 @@ def run(config, workdir: str) -> dict:
     started = time.perf_counter()
     workdir = Path(workdir)
     check_config(config)
-    n = jax.device_count()  # the training step splits the B streams over every device
-    _cli.check(
-        config.batch_size % n == 0, "batch_size", config.batch_size, f"not divisible by {n} devices"
-    )
+    _cli.check_splits(config, jax.device_count())  # the step splits the streams over every device
     cell = make_cell(config)
     data = load_data(config)
     check_sampling(config, data.vocab)

@@ -63,10 +63,7 @@ def setup(config, mesh):
         1,
         "must be a positive int",
     )
-    n = mesh.devices.size
-    _cli.check(
-        c.batch_size % n == 0, "batch_size", c.batch_size, f"not divisible by the {n} devices"
-    )
+    _cli.check_splits(c, mesh.devices.size)
     _cli.check_choices(
         c,
         (

@@ -87,8 +87,7 @@ def setup(config, mesh) -> tuple[rnnlab.cells.Cell, list[str]]:
         ("max_length", "max_train_pairs", "max_test_pairs", "max_decode_length", "num_heatmaps"),
         0,
     )
-    n = mesh.devices.size
-    _cli.check(c.batch_size % n == 0, "batch_size", c.batch_size, f"not divisible by {n} devices")
+    _cli.check_splits(c, mesh.devices.size)
     _cli.check_choices(
         c,
         (

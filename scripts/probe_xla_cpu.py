@@ -58,6 +58,11 @@ SIZES = ((32, 64, 128, 128), (64, 100, 256, 256), (32, 128, 512, 512))
 LOOP_CALLS = 64  # recurrent matmuls per timed call in ``gemm``
 
 
+def xla_flags(setting: str) -> str:
+    """The XLA_FLAGS of a setting (``default_copy``: the default's)."""
+    return SETTINGS.get(setting, SETTINGS["default"])
+
+
 def _size(text: str) -> tuple[int, ...]:
     size = tuple(int(v) for v in text.split(","))
     if len(size) != 4 or min(size) < 1:
@@ -90,7 +95,7 @@ def _worker(args) -> None:
 def _spawn(mode: str, setting: str, args, interactive: bool) -> subprocess.Popen:
     env = dict(os.environ)
     if setting != "torch":
-        env["XLA_FLAGS"] = SETTINGS.get(setting, SETTINGS["default"])
+        env["XLA_FLAGS"] = xla_flags(setting)
     cmd = [sys.executable, os.path.abspath(__file__), mode, "--worker", mode, "--setting", setting]
     if mode == "flags":
         cmd += ["--cell", args.cell, "--size", ",".join(map(str, args.size))]
@@ -112,7 +117,9 @@ def probe_flags(args) -> list[dict]:
             workers[name] = proc
         else:  # an XLA that does not know a flag aborts; say so and go on
             proc.kill()
-            print(f"{name}: the worker did not start (XLA_FLAGS={SETTINGS.get(name)!r})")
+            print(f"{name}: the worker did not start (XLA_FLAGS={xla_flags(name)!r})")
+    if not workers:
+        raise SystemExit("flags: no worker started; see the errors above")
     times = {name: [] for name in workers}
     order = list(workers)
     for r in range(args.rounds):
@@ -128,7 +135,7 @@ def probe_flags(args) -> list[dict]:
     return [
         {
             "setting": name,
-            "xla_flags": SETTINGS.get(name, SETTINGS["default"]) if name != "torch" else None,
+            "xla_flags": xla_flags(name) if name != "torch" else None,
             "ms": round(statistics.median(t) * 1e3, 2),
             "ratio": round(statistics.median(t) / statistics.median(base), 3),
             "ratio_per_round": round(statistics.median(a / b for a, b in zip(t, base)), 3),
@@ -277,9 +284,8 @@ def loop_variants(H: int) -> dict:
         init = ((h0[:half], c0[:half]), (h0[half:], c0[half:]))
         return lax.scan(body, init, zs)[1]
 
-    fns = dict(rows=rows, transposed=transposed, column_blocks=column_blocks)
-    fns["batch_halves"] = batch_halves
-    return {name: jax.jit(fn) for name, fn in fns.items()}
+    fns = (rows, transposed, column_blocks, batch_halves)
+    return {fn.__name__: jax.jit(fn) for fn in fns}
 
 
 def loop_inputs(size):
@@ -306,11 +312,9 @@ def probe_loop(args) -> list[dict]:
 
     rows = []
     for size in args.sizes:
-        if size[0] % 2:
-            raise SystemExit(f"loop: B must be even (batch_halves splits it), got {size}")
         fns = loop_variants(size[3])
-        inputs = {name: loop_inputs(size) for name in fns}
-        w_h, *rest = inputs["transposed"]
+        w_h, *rest = loop_inputs(size)
+        inputs = {name: (w_h, *rest) for name in fns}
         inputs["transposed"] = (w_h, *transpose_io(rest))
         want = np.asarray(fns["rows"](*inputs["rows"]))
         for name, fn in fns.items():  # the same outputs, or the timing means nothing
@@ -370,11 +374,16 @@ def parse_args(argv=None):
             parser.error(f"--settings: unknown {name!r}; known: {', '.join(known)}")
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
-    if args.torch:
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            args.torch = False  # the optional `bench` extra
+    if args.worker:  # a child of this script: its parent checked the arguments
+        return args
+    if args.mode == "loop" and any(size[0] % 2 for size in args.sizes):
+        parser.error(f"--sizes: loop needs an even B (batch_halves splits it), got {args.sizes}")
+    try:
+        import torch  # noqa: F401
+    except ImportError:  # the optional `bench` extra
+        args.torch = False
+        if "torch" in (args.settings or ()):
+            parser.error("--settings torch: torch is not installed (the optional bench extra)")
     return args
 
 

@@ -61,6 +61,7 @@ def test_loop_probe_reports_every_variant_against_rows():
         (["flags", "--settings", "default,fast"], "unknown 'fast'"),
         (["flags", "--size", "1,2,3"], "want B,T,D,H"),
         (["loop", "--rounds", "0"], "--rounds must be at least 1"),
+        (["loop", "--sizes", "3,2,2,8"], "loop needs an even B"),
     ],
 )
 def test_bad_arguments_are_usage_errors(argv, message, capsys):
