@@ -173,7 +173,7 @@ def train_decoder(config, spec, data: Data, run_dir: Path, mesh) -> state.TrainS
         del key  # no dropout
         value, aux = cap.loss(spec, params, batch["images"], batch["captions"], batch["lengths"],
                               penalty=penalty)  # fmt: skip
-        return value, {k: aux[k] for k in ("nll", "attention_penalty")}
+        return value, {k: aux[k] for k in ("nll", "attention_penalty", "tokens")}
 
     # A fixed valid batch (each image's first caption) for the NLL logged every log_every steps.
     n = min(config.eval_batch_size, len(data.valid.images))
@@ -189,7 +189,11 @@ def train_decoder(config, spec, data: Data, run_dir: Path, mesh) -> state.TrainS
 
     tx, lr = _tx(config)
     train_step = step.make_step(
-        loss_fn, tx, source.next, grad_fn=parallel.data_parallel_grad(loss_fn, mesh),
+        # Weighted by real caption tokens, so the NLL (a mean over a shard's tokens) equals the
+        # one-device NLL on any number of devices. The attention penalty, a mean over captions,
+        # is then token-weighted across shards too (on one device, a plain mean).
+        loss_fn, tx, source.next,
+        grad_fn=parallel.data_parallel_grad(loss_fn, mesh, weight="tokens"),
         clip_norm=config.clip_norm, learning_rate=lr,
     )  # fmt: skip
     return loop.train(

@@ -154,13 +154,16 @@ def train_one(config, workdir: Path, data: Data, cell, attention: str) -> dict:
         loss, count = s2s.token_loss(logits, tgt_out, out_lengths, config.label_smoothing)
         mask = rnnlab.mask_from_lengths(out_lengths, tgt_out.shape[1])
         correct = jnp.sum((jnp.argmax(logits, -1) == tgt_out) & mask)
-        return loss, {"token_accuracy": correct / count}
+        return loss, {"token_accuracy": correct / count, "tokens": count}
 
     loss_fn = device_source.by_bucket(loss_at_width, source.widths)
     quick = _quick_eval(config, spec, data, max_len)
     tx, lr, init_state = _init_state(config, spec, source, keys)
     train_step = step.make_step(
-        loss_fn, tx, source.next, grad_fn=parallel.data_parallel_grad(loss_fn, mesh),
+        # Weighted by real target tokens: a shard's loss is a mean over its own tokens, and the
+        # shards of a padded batch hold unequal numbers of them.
+        loss_fn, tx, source.next,
+        grad_fn=parallel.data_parallel_grad(loss_fn, mesh, weight="tokens"),
         clip_norm=config.clip_norm, learning_rate=lr,
     )  # fmt: skip
     meta = vocab_meta(config, data, max_len, source)

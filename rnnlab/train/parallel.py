@@ -2,7 +2,10 @@
 
 The batch is split along ``data`` (in_specs P('data')), params are replicated (P()). Each shard
 takes the gradient of its own mean loss and ``lax.pmean`` averages them, which equals the
-gradient of the global mean loss when every shard holds B / n examples.
+gradient of the global mean loss when every shard holds B / n examples. A loss that is a mean
+over something the shards hold unequal amounts of (the real tokens of padded sequences) names
+that count (``weight=``): shard i then counts w_i / sum(w), so the loss, its aux and the
+gradient equal the one-device mean over all of them, however the tokens fall on the devices.
 
 Why check_vma=False: rnnlab's scans start from a ``jnp.zeros`` carry, which shard_map's
 varying-manual-axes check rejects inside a scan. With check_vma=False the per-shard gradients are
@@ -45,7 +48,37 @@ def check_batch_size(batch_size: int, mesh, argument: str = "batch_size") -> Non
         raise ValueError(f"{argument}={batch_size} is not divisible by the {n} devices")
 
 
-def data_parallel_grad(loss_fn, mesh, sharded_aux: tuple[str, ...] = ()):
+def _weighted_mean(values, count, axis: str, weight: str | None):
+    """``lax.pmean`` of (loss, aux, grads) over ``axis``, or the ``count``-weighted mean of them.
+
+    With ``weight``, aux[weight] comes back as the total count over the shards.
+    """
+    if weight is None:
+        return lax.pmean(values, axis)
+    total = lax.psum(count, axis)
+    share = count / jnp.maximum(total, 1)
+
+    def scaled(x):
+        x = jnp.asarray(x)
+        x = x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
+        return x * share.astype(x.dtype)
+
+    (loss, aux), grads = jax.tree.map(scaled, values)
+    (loss, aux), grads = lax.psum(((loss, aux), grads), axis)
+    return (loss, {**aux, weight: total}), grads
+
+
+def _pop_weight(aux, weight: str | None):
+    """(aux without aux[weight], that count as float32); (aux, None) without ``weight``."""
+    if weight is None:
+        return aux, None
+    if weight not in aux:
+        raise KeyError(f"weight: {weight!r} is not in the loss's aux {sorted(aux)}")
+    aux = dict(aux)
+    return aux, jnp.asarray(aux.pop(weight), jnp.float32)
+
+
+def data_parallel_grad(loss_fn, mesh, sharded_aux: tuple[str, ...] = (), weight: str | None = None):
     """The gradient of ``loss_fn`` over a batch split across ``mesh``.
 
     Args:
@@ -56,6 +89,11 @@ def data_parallel_grad(loss_fn, mesh, sharded_aux: tuple[str, ...] = ()):
         sharded_aux: names of entries of the aux dict that hold one row per example (the state a
             truncated-BPTT step ends in, per stream): they are not averaged but put back together
             in batch order, so they equal the one-device values.
+        weight: name of an aux entry holding what the shard's loss is a mean over (e.g. its
+            real target tokens): the shards' loss, aux and gradients are then averaged weighted
+            by it, which makes a per-token mean equal the one-device mean over every token of the
+            batch (an unweighted average of the shards' means would not, for padded sequences of
+            unequal lengths). aux[weight] comes back summed. None: each shard counts 1 / n.
 
     Returns:
         grad_fn(params, batch, key) -> ((loss, aux), grads), averaged over the devices and
@@ -73,7 +111,8 @@ def data_parallel_grad(loss_fn, mesh, sharded_aux: tuple[str, ...] = ()):
                 raise KeyError(f"sharded_aux: {missing} are not in the loss's aux {sorted(aux)}")
             aux = dict(aux)
             rows = {name: aux.pop(name) for name in sharded_aux}
-        return lax.pmean(((loss, aux), grads), AXIS), rows
+        aux, count = _pop_weight(aux, weight)
+        return _weighted_mean(((loss, aux), grads), count, AXIS, weight), rows
 
     def grad_fn(params, batch, key):
         batch_specs = jax.tree.map(lambda x: P(AXIS) if jnp.ndim(x) else P(), batch)
@@ -90,7 +129,7 @@ def data_parallel_grad(loss_fn, mesh, sharded_aux: tuple[str, ...] = ()):
     return grad_fn
 
 
-def local_batch_grad(loss_fn, axis: str = AXIS):
+def local_batch_grad(loss_fn, axis: str = AXIS, weight: str | None = None):
     """The gradient of ``loss_fn`` over a batch split along ``axis`` of an enclosing shard_map.
 
     For a step that already runs inside ``shard_map`` with the whole batch on every device of
@@ -101,6 +140,7 @@ def local_batch_grad(loss_fn, axis: str = AXIS):
     Args:
         loss_fn: (params, batch, key) -> (loss, aux), a mean over the batch.
         axis: the mesh axis the batch is split over.
+        weight: as in ``data_parallel_grad``: an aux entry the shards are weighted by.
 
     Returns:
         grad_fn(params, batch, key) -> ((loss, aux), grads), averaged over ``axis``.
@@ -119,7 +159,9 @@ def local_batch_grad(loss_fn, axis: str = AXIS):
             lambda x: lax.dynamic_slice_in_dim(x, i * (len(x) // n), len(x) // n), batch
         )
         key = jax.random.fold_in(key, i)
-        return lax.pmean(value_and_grad(params, local, key), axis)
+        (loss, aux), grads = value_and_grad(params, local, key)
+        aux, count = _pop_weight(aux, weight)
+        return _weighted_mean(((loss, aux), grads), count, axis, weight)
 
     return grad_fn
 

@@ -5,6 +5,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 
 from rnnlab import cells
 from rnnlab.data import tasks
@@ -69,6 +70,49 @@ def sharded_aux_check(loss_fn, mesh, params, batch, key) -> dict:
     }
 
 
+def weighted_check(mesh, params, batch, key) -> dict:
+    """A mean over real tokens of sequences of unequal lengths, 8 devices against 1.
+
+    The shards hold different numbers of real tokens, so only the token-weighted average of
+    their means (``weight="tokens"``) equals the one-device mean; the plain average must not.
+    Both ``data_parallel_grad`` and ``local_batch_grad`` (inside a replicated shard_map).
+    """
+    batch = {"inputs": batch["inputs"], "lengths": jnp.arange(16) % 12 + (jnp.arange(16) < 8)}
+
+    def token_loss(params, batch, key):
+        steps = jnp.arange(batch["inputs"].shape[1])
+        mask = steps[None, :] < batch["lengths"][:, None]  # [B, T]
+        w = params["rnn"][0]["w_x"][:, :3]  # [2, 3]
+        per_token = jnp.sum(jnp.tanh(batch["inputs"] @ w) ** 2, -1)  # [B, T]
+        tokens = mask.sum()
+        loss = jnp.sum(jnp.where(mask, per_token, 0.0)) / jnp.maximum(tokens, 1)
+        return loss, {"tokens": tokens}
+
+    (l1, a1), g1 = jax.jit(jax.value_and_grad(token_loss, has_aux=True))(params, batch, key)
+    weighted = parallel.data_parallel_grad(token_loss, mesh, weight="tokens")
+    (lw, aw), gw = jax.jit(weighted)(params, batch, key)
+    (lp, _), gp = jax.jit(parallel.data_parallel_grad(token_loss, mesh))(params, batch, key)
+    local = jax.shard_map(
+        parallel.local_batch_grad(token_loss, weight="tokens"),
+        mesh=mesh,
+        in_specs=(P(), P(), P()),
+        out_specs=P(),
+        check_vma=False,
+    )
+    (ll, al), gl = jax.jit(local)(params, batch, key)
+    rel = lambda a, b: float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(a)) + 1e-12))  # noqa: E731
+    grel = lambda g: max(jax.tree.leaves(jax.tree.map(rel, g1, g)))  # noqa: E731
+    return {
+        "weighted_loss_rel": rel(l1, lw),
+        "weighted_grad_rel": grel(gw),
+        "weighted_tokens": [int(a1["tokens"]), int(aw["tokens"]), int(al["tokens"])],
+        "local_loss_rel": rel(l1, ll),
+        "local_grad_rel": grel(gl),
+        "plain_loss_rel": rel(l1, lp),
+        "plain_grad_rel": grel(gp),
+    }
+
+
 def main():
     assert jax.device_count() == 8, jax.devices()
     one, eight = parallel.make_mesh(jax.devices()[:1]), parallel.make_mesh()
@@ -80,6 +124,7 @@ def main():
     rel = lambda a, b: float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(a)) + 1e-12))  # noqa: E731
     grad_rel = max(jax.tree.leaves(jax.tree.map(rel, g1, g8)))
     rows = sharded_aux_check(loss_fn, eight, init.params, batch, key)
+    weighted = weighted_check(eight, init.params, batch, key)
     s1, m1 = train(one)
     s8, m8 = train(eight)
     p1, p8 = state.to_host(s1.params), state.to_host(s8.params)  # on different meshes
@@ -96,6 +141,7 @@ def main():
                 "steps": [int(s1.step), int(s8.step)],
                 "train_loss": [float(m1["loss"]), float(m8["loss"])],
                 **rows,
+                **weighted,
             }
         )
     )

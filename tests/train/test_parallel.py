@@ -29,6 +29,12 @@ def test_eight_devices_match_one_device():
     assert result["rows_shape"] == [[16], [16]], result
     assert result["rows_rel"] < 1e-5 and result["mean_row_rel"] < 1e-5, result
     assert result["flag_loss_rel"] < 1e-6 and result["flag_grad_rel"] < 1e-5, result
+    # weight="tokens": a per-token mean of unequal sequences equals the one-device mean; the
+    # plain average of the shards' means does not.
+    assert result["weighted_loss_rel"] < 1e-6 and result["weighted_grad_rel"] < 1e-5, result
+    assert result["local_loss_rel"] < 1e-6 and result["local_grad_rel"] < 1e-5, result
+    assert len(set(result["weighted_tokens"])) == 1, result
+    assert result["plain_loss_rel"] > 1e-3 and result["plain_grad_rel"] > 1e-3, result
 
 
 def test_batch_size_must_split_over_the_devices():
