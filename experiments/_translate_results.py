@@ -15,7 +15,7 @@ from experiments._translate_data import Data, encode
 from rnnlab.data import device_source
 from rnnlab.data import pairs as pairs_lib
 from rnnlab.models import seq2seq as s2s
-from rnnlab.train import writers
+from rnnlab.train import parallel, writers
 
 # --- evaluation --------------------------------------------------------------------------------
 
@@ -34,8 +34,13 @@ def make_decoder(cell_name: str, spec, max_len: int, beam_size: int = 1, alpha: 
         kw = dict(bos_id=pairs_lib.BOS_ID, eos_id=pairs_lib.EOS_ID, max_len=max_len)
         _DECODERS[key] = jax.jit(
             lambda p, src, lengths: s2s.decode(
-                spec, p, src, lengths, beam_size=beam_size, alpha=alpha, **kw
-            )
+                spec,
+                p,
+                *parallel.shard_batch((src, lengths)),
+                beam_size=beam_size,
+                alpha=alpha,
+                **kw,
+            )  # each device decodes its share of the batch
         )
     return _DECODERS[key]
 

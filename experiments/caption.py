@@ -183,8 +183,9 @@ def train_decoder(config, spec, data: Data, run_dir: Path, mesh) -> state.TrainS
     v_images = jnp.asarray(data.valid.images[:n])
 
     def evaluate(s):
-        x = v_images.astype(jnp.float32) / 255.0
-        _, aux = cap.loss(spec, s.params, x, v_tokens, v_lengths, penalty=penalty)
+        images, tokens, lengths = parallel.shard_batch((v_images, v_tokens, v_lengths), mesh)
+        x = images.astype(jnp.float32) / 255.0
+        _, aux = cap.loss(spec, s.params, x, tokens, lengths, penalty=penalty)
         return {"nll": aux["nll"]}
 
     tx, lr = _tx(config)
@@ -221,7 +222,7 @@ def make_captioner(spec, vocab, config, beam_size: int):
 
     @jax.jit
     def decode(params, images):
-        x = images.astype(jnp.float32) / 255.0
+        x = parallel.shard_batch(images).astype(jnp.float32) / 255.0  # a share per device
         out = cap.decode(spec, params, x, bos_id=vocab.BOS, eos_id=vocab.EOS, max_len=max_len,
                          beam_size=beam_size)  # fmt: skip
         best = (lambda a: a[:, 0]) if beam_size > 1 else (lambda a: a)  # beams come sorted

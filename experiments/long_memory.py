@@ -117,6 +117,7 @@ def run(config, workdir: str) -> dict:
         batch = task.sample(
             jax.random.fold_in(k_eval, s.step), config.eval_batch_size, config.seq_len
         )
+        batch = parallel.shard_batch(batch, mesh)  # each device scores its share
         return task.metrics(model.apply(s.params, batch["inputs"]), batch)
 
     # State and compiled step.

@@ -196,12 +196,15 @@ def _quick_eval(config, spec, data: Data, max_len: int):
     ref, out_len = tgt[:, 1:], tgt_len - 1  # [Q, L]: what decoding should emit, <eos> included
 
     def quick(params):
-        logits, _ = s2s.teacher_forced(spec, params, src, src_len, tgt[:, :-1])
-        loss, _ = s2s.token_loss(logits, ref, out_len)
-        out = s2s.decode(spec, params, src, src_len, bos_id=pairs_lib.BOS_ID,
+        src_, src_len_, tgt_, ref_, out_len_ = parallel.shard_batch(
+            (src, src_len, tgt, ref, out_len)
+        )  # each device scores and decodes its share
+        logits, _ = s2s.teacher_forced(spec, params, src_, src_len_, tgt_[:, :-1])
+        loss, _ = s2s.token_loss(logits, ref_, out_len_)
+        out = s2s.decode(spec, params, src_, src_len_, bos_id=pairs_lib.BOS_ID,
                          eos_id=pairs_lib.EOS_ID, max_len=max_len)  # fmt: skip
-        mask = rnnlab.mask_from_lengths(out_len, max_len)
-        exact = jnp.all(jnp.where(mask, out.tokens == ref, True), axis=1)
+        mask = rnnlab.mask_from_lengths(out_len_, max_len)
+        exact = jnp.all(jnp.where(mask, out.tokens == ref_, True), axis=1)
         return {"loss": loss, "exact": jnp.mean(exact.astype(jnp.float32))}
 
     return quick

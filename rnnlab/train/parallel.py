@@ -41,6 +41,32 @@ def batch_sharding(mesh) -> NamedSharding:
     return NamedSharding(mesh, P(AXIS))
 
 
+def shard_batch(tree, mesh=None):
+    """Inside jit: has XLA split each leaf's leading (batch) axis over the mesh's ``data`` devices.
+
+    For evaluation and decoding, which take the replicated params and a batch of their own:
+    without it every device computes the whole batch (on CPU devices, which share the cores,
+    the same work once per device). Leaves whose leading size the devices do not divide, and
+    scalars, are left as they are; on one device this is the identity.
+
+    Args:
+        tree: arrays with a leading batch axis (traced or constant).
+        mesh: the mesh (default: ``make_mesh()``, every device).
+    """
+    mesh = make_mesh() if mesh is None else mesh
+    n = mesh.devices.size
+    if n == 1:
+        return tree
+    sharding = batch_sharding(mesh)
+
+    def split(x):
+        if jnp.ndim(x) == 0 or jnp.shape(x)[0] % n:
+            return x
+        return lax.with_sharding_constraint(x, sharding)
+
+    return jax.tree.map(split, tree)
+
+
 def check_batch_size(batch_size: int, mesh, argument: str = "batch_size") -> None:
     """Raises ValueError unless ``batch_size`` splits evenly over the mesh's devices."""
     n = mesh.devices.size

@@ -113,6 +113,29 @@ def weighted_check(mesh, params, batch, key) -> dict:
     }
 
 
+def shard_batch_check(mesh, loss_fn, params, batch, key) -> dict:
+    """Evaluation with replicated params: ``shard_batch`` splits the batch's rows over the devices.
+
+    The compiled program then runs the model on B / 8 rows per device (16 / 8 = 2), where
+    without it every device runs all 16; the values are the same.
+    """
+    rep = parallel.replicated(mesh)
+    params = jax.device_put(params, rep)
+    whole = jax.jit(lambda p, b: loss_fn(p, b, key)[0], out_shardings=rep)
+    split = jax.jit(
+        lambda p, b: loss_fn(p, parallel.shard_batch(b, mesh), key)[0], out_shardings=rep
+    )
+    hlo = {name: f.lower(params, batch).compile().as_text() for name, f in
+           (("whole", whole), ("split", split))}  # fmt: skip
+    rows = {name: [r for r in (2, 16) if f"f32[{r},12,2]" in text] for name, text in hlo.items()}
+    return {
+        "shard_rows": rows,
+        "shard_rel": float(
+            abs(whole(params, batch) - split(params, batch)) / abs(whole(params, batch))
+        ),
+    }
+
+
 def main():
     assert jax.device_count() == 8, jax.devices()
     one, eight = parallel.make_mesh(jax.devices()[:1]), parallel.make_mesh()
@@ -125,6 +148,7 @@ def main():
     grad_rel = max(jax.tree.leaves(jax.tree.map(rel, g1, g8)))
     rows = sharded_aux_check(loss_fn, eight, init.params, batch, key)
     weighted = weighted_check(eight, init.params, batch, key)
+    sharded = shard_batch_check(eight, loss_fn, init.params, batch, key)
     s1, m1 = train(one)
     s8, m8 = train(eight)
     p1, p8 = state.to_host(s1.params), state.to_host(s8.params)  # on different meshes
@@ -142,6 +166,7 @@ def main():
                 "train_loss": [float(m1["loss"]), float(m8["loss"])],
                 **rows,
                 **weighted,
+                **sharded,
             }
         )
     )

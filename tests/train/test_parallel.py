@@ -35,6 +35,9 @@ def test_eight_devices_match_one_device():
     assert result["local_loss_rel"] < 1e-6 and result["local_grad_rel"] < 1e-5, result
     assert len(set(result["weighted_tokens"])) == 1, result
     assert result["plain_loss_rel"] > 1e-3 and result["plain_grad_rel"] > 1e-3, result
+    # shard_batch: evaluation with replicated params runs 2 of the 16 rows per device, not 16.
+    assert result["shard_rows"] == {"whole": [16], "split": [2]}, result
+    assert result["shard_rel"] < 1e-5, result
 
 
 def test_batch_size_must_split_over_the_devices():
