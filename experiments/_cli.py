@@ -25,11 +25,13 @@ scripts/bench_memory.py.) It takes glibc >= 2.35 and the kernel's THP mode "madv
 
 Experiments that train sweeps of models (gradient_flow, forget_bias, reproduce) ask ``main`` for
 several CPU devices (``cpu_devices``): the "sharded" sweep strategy then runs the models on all
-cores at once (rnnlab.train.sweep; scripts/bench_sweeps.py measures it). A device count the user
-chose (``JAX_NUM_CPU_DEVICES``, ``XLA_FLAGS=--xla_force_host_platform_device_count``) wins, and
-``RNNLAB_CPU_DEVICES=N`` overrides the experiment's choice (1 turns it off). The other launchers
-ask for none, but take ``RNNLAB_CPU_DEVICES`` too: their training then splits each batch over the
-devices (rnnlab.train.parallel), which uses the cores that a scan's one thread leaves idle.
+cores at once (rnnlab.train.sweep; scripts/bench_sweeps.py measures it). The single-model
+launchers (long_memory, translate, caption, char_lm) ask for one device per core that their batch
+splits over (``batch_devices``, at least ``MIN_ROWS_PER_DEVICE`` rows each): their training then
+splits each batch over the devices (rnnlab.train.parallel), which uses the cores that a scan's
+one thread leaves idle. A device count the user chose (``JAX_NUM_CPU_DEVICES``,
+``XLA_FLAGS=--xla_force_host_platform_device_count``) wins, and ``RNNLAB_CPU_DEVICES=N``
+overrides the experiment's choice (1 turns it off).
 """
 
 from __future__ import annotations
@@ -141,6 +143,35 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+# Fewest rows per device for data_parallel_devices: with fewer, each device's share is too
+# little work for the second device to pay for its collectives (long_memory :tiny, B = 16,
+# H = 16: ~2500 steps/s on one device, ~300-850 on two).
+MIN_ROWS_PER_DEVICE = 16
+
+
+def data_parallel_devices(batch_size, cores_: int | None = None) -> int:
+    """CPU devices for training one model data parallel: one per core, at most as many as split
+    ``batch_size`` evenly with ``MIN_ROWS_PER_DEVICE`` rows each; 1 if no split does.
+
+    XLA runs a scan's steps on one thread, so a single device leaves a core idle; one device per
+    core splits each batch over them (on 2 cores, default configs, steps/s: char_lm 11-13 -> 16-18,
+    long_memory 15 -> 22-25, caption 11 -> 12-14; docs/performance.md).
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        return 1  # the experiment's own check names the bad value
+    n = cores() if cores_ is None else cores_
+    fits = [
+        d for d in range(1, n + 1) if batch_size % d == 0 and batch_size // d >= MIN_ROWS_PER_DEVICE
+    ]
+    return max(fits, default=1)
+
+
+def batch_devices(config) -> int:
+    """``data_parallel_devices`` of ``config.batch_size``: ``main``'s ``cpu_devices`` for the
+    single-model launchers."""
+    return data_parallel_devices(getattr(config, "batch_size", None))
+
+
 # Vmapped sweeps used to hang for good (every thread in a futex wait, no error) on 1 and 2 CPU
 # devices. A native stack (gdb) showed the cause: the models' orthogonal init, vmapped, ran as
 # jaxlib's batched QR, which fans the batch out over XLA's intra-op pool from a pool thread and
@@ -235,16 +266,16 @@ def main(
         name: the experiment's name (its config file); defaults to ``__main__``'s module name.
         argv: the command line (defaults to ``sys.argv``, and then, on glibc, the process is
             re-executed once with ``MALLOC_ENV``; see the module docstring).
-        cpu_devices: CPU devices to ask JAX for (``use_cpu_devices``), e.g. ``cores()`` for
-            sweeps sharded over the cores; None leaves JAX's default of one unless
-            ``RNNLAB_CPU_DEVICES`` asks for more (data-parallel training over the cores).
+        cpu_devices: CPU devices to ask JAX for (``use_cpu_devices``): a count, e.g. ``cores()``
+            for sweeps sharded over the cores, or a function of the parsed config, e.g.
+            ``batch_devices`` for single-model training, consulted for ``--mode=train`` in a
+            single-process run only (decoding and sampling modes, and each process of a
+            multi-process run, keep one device); None leaves JAX's default of one unless
+            ``RNNLAB_CPU_DEVICES`` asks for more.
     """
     if argv is None:
         reexec_with_malloc_env()
     add_xla_cpu_flag()
-    devices_set = None
-    if cpu_devices is not None or os.environ.get("RNNLAB_CPU_DEVICES"):
-        devices_set = use_cpu_devices(cpu_devices or 1)  # the variable applies to every launcher
     argv = list(sys.argv if argv is None else argv)
     want_help = any(a in HELP_FLAGS for a in argv[1:])
     argv = [argv[0], *(a for a in argv[1:] if a not in HELP_FLAGS)]
@@ -285,6 +316,16 @@ def main(
     if want_help:
         print(usage(name, fv, config, str(default_config.relative_to(CONFIG_DIR.parents[1]))))
         sys.exit(0)
+    # Set once the config is known (a device count may follow from its batch size); parsing the
+    # flags and the config file runs no JAX computation, so the backend has not started yet.
+    count = cpu_devices
+    if callable(cpu_devices):  # data-parallel training of one model: only to train, one process
+        train_here = fv.mode == "train" and _processes(fv) == 1
+        count = cpu_devices(config) if train_here else None
+        count = None if count == 1 else count  # JAX's default; nothing to log
+    devices_set = None
+    if count is not None or os.environ.get("RNNLAB_CPU_DEVICES"):
+        devices_set = use_cpu_devices(count or 1)  # the variable applies to every launcher
     if fv.workdir is None:
         fail("--workdir is required")
     workdir = check_workdir(fv.workdir)
@@ -304,6 +345,13 @@ def main(
 
 
 HELP_FLAGS = ("--help", "-h", "--helpshort", "--helpfull")
+
+
+def _processes(fv) -> int:
+    """The process count of a multi-host run, from --num_processes or its variable; else 1."""
+    from_env = os.environ.get("RNNLAB_NUM_PROCESSES", "")
+    n = fv.num_processes if fv.num_processes is not None else from_env
+    return int(n) if str(n).isdigit() else 1
 
 
 def _config_lines(config, prefix: str = "config.") -> list[str]:

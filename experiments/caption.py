@@ -389,13 +389,14 @@ def caption(config, workdir: str, paths: list[str], out=None) -> list[str]:
 
 def main(argv: list[str] | None = None):
     """The command line: ``_cli.main`` with the positional image paths given to caption mode."""
+    cpu_devices = _cli.batch_devices if argv is None else None  # the command line's, not a test's
     argv = list(sys.argv if argv is None else argv)
     paths = [a for a in argv[1:] if not a.startswith("-")]
     flags_only = [argv[0]] + [a for a in argv[1:] if a.startswith("-")]
     if paths and "--mode=caption" not in flags_only:
         _cli.fail(f"unexpected arguments {paths}: image files are for --mode=caption")
     modes = {"train": run, "caption": lambda config, workdir: caption(config, workdir, paths)}
-    return _cli.main(modes, name="caption", argv=flags_only)
+    return _cli.main(modes, name="caption", argv=flags_only, cpu_devices=cpu_devices)
 
 
 if __name__ == "__main__":

@@ -335,4 +335,4 @@ def demo(workdir: str) -> None:
 
 
 if __name__ == "__main__":
-    _cli.main({"train": run, "sample": sample}, name="char_lm")
+    _cli.main({"train": run, "sample": sample}, name="char_lm", cpu_devices=_cli.batch_devices)

@@ -243,4 +243,4 @@ DEMO_CELLS = ("lstm", "rnn")  # the gated cell solves adding at T=50 in the demo
 
 
 if __name__ == "__main__":
-    _cli.main({"train": run}, name="long_memory")
+    _cli.main({"train": run}, name="long_memory", cpu_devices=_cli.batch_devices)

@@ -311,4 +311,6 @@ def translate(config, workdir: str, lines=None, out=None) -> list[str]:
 
 
 if __name__ == "__main__":
-    _cli.main({"train": run, "translate": translate}, name="translate")
+    _cli.main(
+        {"train": run, "translate": translate}, name="translate", cpu_devices=_cli.batch_devices
+    )

@@ -70,6 +70,65 @@ def test_rnnlab_cpu_devices_reaches_a_single_model_launcher(tmp_path, env, devic
     assert (LOG_LINE in proc.stderr) == bool(env), proc.stderr
 
 
+@pytest.mark.parametrize(
+    "batch, cores, devices",
+    [
+        (32, 2, 2),  # char_lm, caption: 16 rows per device
+        (50, 2, 2),  # long_memory: 25 each
+        (64, 8, 4),  # 16 each; 8 devices would leave 8
+        (50, 8, 2),  # 5 devices would split 50 into 10s: too few rows
+        (16, 2, 1),  # :tiny configs: 8 rows each would be slower than one device
+        (7, 2, 1),  # no even split
+        (32, 1, 1),
+        (0, 2, 1),  # a bad value is left to the experiment's own check
+        (None, 2, 1),
+    ],
+)
+def test_data_parallel_devices_split_the_batch_over_the_cores(batch, cores, devices):
+    from experiments import _cli
+
+    assert _cli.data_parallel_devices(batch, cores) == devices
+
+
+# A single-model launcher in miniature: devices from its config's batch size, to train only.
+BATCH_SCRIPT = SCRIPT.replace(
+    '_cli.main({"train": report}, name="long_memory", cpu_devices=2)',
+    '_cli.main({"train": report, "other": report}, name="long_memory", '
+    "cpu_devices=_cli.batch_devices)",
+)
+
+
+@pytest.mark.parametrize(
+    "args, batch",
+    [([], 50), (["--config.batch_size=16"], 16), (["--mode=other"], None)],
+)
+def test_single_model_launchers_take_one_device_per_core_the_batch_splits_over(
+    tmp_path, args, batch
+):
+    from experiments import _cli
+
+    assert BATCH_SCRIPT != SCRIPT
+    path = tmp_path / "entry.py"
+    path.write_text(BATCH_SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, str(path), f"--workdir={tmp_path / 'run'}", *args],
+        env={
+            **{
+                k: v for k, v in os.environ.items() if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")
+            },
+            "JAX_PLATFORMS": "cpu",
+            "RNNLAB_MALLOC": "0",
+        },
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    want = 1 if batch is None else _cli.data_parallel_devices(batch)  # this machine's cores
+    assert _devices(proc) == want
+    assert (LOG_LINE in proc.stderr) == (want > 1), proc.stderr
+
+
 def test_a_bad_rnnlab_cpu_devices_is_a_one_line_error(tmp_path):
     proc = _launch(tmp_path, RNNLAB_CPU_DEVICES="two")
     assert proc.returncode == 2
