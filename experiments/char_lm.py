@@ -208,9 +208,11 @@ def run(config, workdir: str) -> dict:
         writers.write_text_atomic(workdir / "vocab.json", data.vocab.to_json())
 
     # The validation bpc logged every log_every steps: a prefix of the valid text, compiled in.
+    # Its streams, like every bpc's, are split over the devices (parallel.shard_batch).
     valid_bpc = lm.bits_per_char_fn(
-        model.spec, data.valid[: config.eval_chars], num_streams=config.eval_streams
-    )
+        model.spec, data.valid[: config.eval_chars], num_streams=config.eval_streams,
+        split_streams=parallel.shard_batch,
+    )  # fmt: skip
     evaluate = lambda s: {"bpc": valid_bpc(s.params)}  # noqa: E731
     train_step = make_train_step(config, model, data.streams)
     k_sample = jax.random.fold_in(jax.random.key(config.seed), 1_000_003)
@@ -245,7 +247,13 @@ def run(config, workdir: str) -> dict:
 
     # Final figures: bpc of the whole valid and test text, beside the unigram baseline.
     bpc = {
-        name: lm.bits_per_char(model.spec, final.params, ids, num_streams=config.eval_streams)
+        name: lm.bits_per_char(
+            model.spec,
+            final.params,
+            ids,
+            num_streams=config.eval_streams,
+            split_streams=parallel.shard_batch,
+        )  # fmt: skip
         for name, ids in (("valid", data.valid), ("test", data.test))
     }
     unigram = {

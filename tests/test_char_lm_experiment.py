@@ -137,8 +137,21 @@ hlo = jax.jit(train_step).lower(jax.eval_shape(model.init_state)).compile().as_t
 B, H = config.batch_size, config.hidden_size
 shapes = {"local": f"f32[{B // 2},{4 * H}]", "whole": f"f32[{B},{4 * H}]"}
 seen = {name: shape in hlo for name, shape in shapes.items()}
+# A bpc's streams split over the devices (split_streams): each device's share of the FLOPs.
+from rnnlab.models import lm
+from rnnlab.train import parallel
+spec = lm.make_spec("lstm", vocab_size=20, hidden_size=32)
+params = jax.device_put(lm.init(jax.random.key(0), spec), parallel.replicated(parallel.make_mesh()))
+tokens = jax.random.randint(jax.random.key(1), (3000,), 0, 20)
+evals = {}
+for name, split in (("whole", None), ("split", parallel.shard_batch)):
+    fn = jax.jit(lm.bits_per_char_fn(spec, tokens, num_streams=4, split_streams=split))
+    evals[name] = (float(fn(params)), fn.lower(params).compile().cost_analysis()["flops"])
+eval_check = {"eval_flops_ratio": evals["split"][1] / evals["whole"][1],
+              "eval_bpc": [evals["whole"][0], evals["split"][0]]}
 keys = ("bpc", "devices", "skipped_updates")
-print(json.dumps({**{k: results[k] for k in keys}, **seen, "all_reduce": "all-reduce" in hlo}))
+print(json.dumps({**{k: results[k] for k in keys}, **seen, "all_reduce": "all-reduce" in hlo,
+                  **eval_check}))
 """
 
 
@@ -160,6 +173,8 @@ def test_two_devices_split_the_streams_and_train_as_one_device_does(tiny_run, tm
     assert two["devices"] == 2 and results["devices"] == jax.device_count()
     assert two["skipped_updates"] == 0
     assert two["all_reduce"] and two["local"] and not two["whole"], two
+    assert two["eval_flops_ratio"] < 0.6, two  # each device scores half the streams
+    assert two["eval_bpc"][0] == pytest.approx(two["eval_bpc"][1], rel=1e-6), two
     for split in ("valid", "test"):  # float32 sums in another order over 40 Adam steps
         assert two["bpc"][split] == pytest.approx(results["bpc"][split], rel=2e-3), two
 

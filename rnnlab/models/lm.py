@@ -28,6 +28,7 @@ Params: {"embed": [V, E] (only if embed_size), "rnn": [per-layer cell params],
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -182,8 +183,15 @@ def tbptt_loss(
 # --- evaluation ------------------------------------------------------------------------------
 
 
-def _eval_bits(spec: LMSpec, params: dict, inputs, targets, mask):
-    """Summed bits over [N, S, k] chunks, scanned with the state carried. Returns (bits, count)."""
+def _eval_bits(spec: LMSpec, params: dict, inputs, targets, mask, split_streams=None):
+    """Summed bits over [N, S, k] chunks, scanned with the state carried. Returns (bits, count).
+
+    ``split_streams``: applied to the three arrays stream-leading ([S, N, k]), e.g.
+    ``rnnlab.train.parallel.shard_batch`` to give each device its share of the streams.
+    """
+    if split_streams is not None:
+        lead = [jnp.swapaxes(a, 0, 1) for a in (inputs, targets, mask)]
+        inputs, targets, mask = (jnp.swapaxes(a, 0, 1) for a in split_streams(tuple(lead)))
     carries = initial_carries(spec, params, inputs.shape[1])
 
     def body(carries, chunk):
@@ -195,7 +203,7 @@ def _eval_bits(spec: LMSpec, params: dict, inputs, targets, mask):
     return bits.sum(), mask.sum()
 
 
-_eval_bits_jit = jax.jit(_eval_bits, static_argnums=0)
+_eval_bits_jit = jax.jit(_eval_bits, static_argnums=(0, 5))
 
 
 def _check_text(tokens) -> np.ndarray:
@@ -225,7 +233,13 @@ def _chunks(tokens: np.ndarray, chunk: int, num_streams: int):
 
 
 def bits_per_char(
-    spec: LMSpec, params: dict, tokens, *, chunk: int = 256, num_streams: int = 1
+    spec: LMSpec,
+    params: dict,
+    tokens,
+    *,
+    chunk: int = 256,
+    num_streams: int = 1,
+    split_streams: Callable | None = None,
 ) -> float:
     """Bits per character of a long text: -(1/M) sum log2 p(c_{t+1} | c_1..c_t), M = N - 1.
 
@@ -240,17 +254,29 @@ def bits_per_char(
         tokens: [N] int ids, N >= 2.
         chunk: characters per scan step.
         num_streams: parallel streams S.
+        split_streams: None, or a function applied inside the compiled scan to a tuple of
+            stream-leading [S, ...] arrays, such as ``rnnlab.train.parallel.shard_batch``, which
+            splits the streams over the devices (with replicated params, every device would
+            otherwise read every stream). The same function each call: it is part of the
+            compiled function's key.
 
     Returns:
         bits per character (a host float: this syncs).
     """
     check_spec(spec)
     inputs, targets, mask = _chunks(_check_text(tokens), chunk, num_streams)
-    bits, count = _eval_bits_jit(spec, params, inputs, targets, mask)
+    bits, count = _eval_bits_jit(spec, params, inputs, targets, mask, split_streams)
     return float(bits) / float(count)  # host sync
 
 
-def bits_per_char_fn(spec: LMSpec, tokens, *, chunk: int = 256, num_streams: int = 1):
+def bits_per_char_fn(
+    spec: LMSpec,
+    tokens,
+    *,
+    chunk: int = 256,
+    num_streams: int = 1,
+    split_streams: Callable | None = None,
+):
     """``bits_per_char`` of one fixed text as a traceable function of the params.
 
     For evaluation inside a compiled function (e.g. a training loop's jitted ``evaluate``): the
@@ -259,7 +285,7 @@ def bits_per_char_fn(spec: LMSpec, tokens, *, chunk: int = 256, num_streams: int
     Args:
         spec: the model.
         tokens: [N] int ids, N >= 2.
-        chunk, num_streams: as for ``bits_per_char``.
+        chunk, num_streams, split_streams: as for ``bits_per_char``.
 
     Returns:
         fn(params) -> bits per character, a float32 [] array (no host sync).
@@ -268,7 +294,7 @@ def bits_per_char_fn(spec: LMSpec, tokens, *, chunk: int = 256, num_streams: int
     inputs, targets, mask = _chunks(_check_text(tokens), chunk, num_streams)
 
     def fn(params):
-        bits, count = _eval_bits(spec, params, inputs, targets, mask)
+        bits, count = _eval_bits(spec, params, inputs, targets, mask, split_streams)
         return bits / count
 
     return fn
