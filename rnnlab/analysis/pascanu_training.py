@@ -51,7 +51,7 @@ from jax import lax
 
 from rnnlab import cells
 from rnnlab.data import tasks
-from rnnlab.train import loop, state, step, sweep, writers
+from rnnlab.train import loop, parallel, state, step, sweep, writers
 
 INITS = {
     "sigmoid": dict(activation_fn="sigmoid", recurrent_init="normal", recurrent_std=0.01,
@@ -427,7 +427,8 @@ def program(spec: Spec, seed: int):
     order = np.argsort(np.concatenate(list(groups.values())))
 
     def errors(states, key, size):  # [N] error and loss of every model on `size` sequences
-        batch = task.sample(key, size, spec.seq_len)
+        # Each device scores its share of the sequences (the states are replicated).
+        batch = parallel.shard_batch(task.sample(key, size, spec.seq_len))
 
         def one(cell, p):
             return task.metrics(readout(p, unroll(cell, p, batch["inputs"])[-1]), batch)
