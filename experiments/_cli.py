@@ -155,7 +155,7 @@ def data_parallel_devices(batch_size, cores_: int | None = None) -> int:
 
     XLA runs a scan's steps on one thread, so a single device leaves a core idle; one device per
     core splits each batch over them (on 2 cores, default configs, steps/s: char_lm 11-13 -> 16-18,
-    long_memory 15 -> 22-25, caption 11 -> 12-14; docs/performance.md).
+    long_memory 13-15 -> 25-27, caption 11 -> 12-14; docs/performance.md).
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         return 1  # the experiment's own check names the bad value
@@ -349,7 +349,9 @@ HELP_FLAGS = ("--help", "-h", "--helpshort", "--helpfull")
 
 def _processes(fv) -> int:
     """The process count of a multi-host run, from --num_processes or its variable; else 1."""
-    from_env = os.environ.get("RNNLAB_NUM_PROCESSES", "")
+    from rnnlab.train.parallel import ENV  # imports JAX; its backend does not start
+
+    from_env = os.environ.get(ENV["num_processes"], "")
     n = fv.num_processes if fv.num_processes is not None else from_env
     return int(n) if str(n).isdigit() else 1
 
