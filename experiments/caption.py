@@ -286,6 +286,7 @@ def run(config, workdir: str) -> dict:
         },  # fmt: skip
         "cell": config.cell,
         "steps": config.steps,
+        "devices": mesh.devices.size,  # each batch was split over these
         "vocab_size": len(data.vocab),
         "metrics": {
             "bleu": caption_metrics.BLEU_IMPLEMENTATION,

@@ -150,6 +150,7 @@ def run(config, workdir: str) -> dict:
     # Results and figure (process 0).
     results = summarize(workdir, task, config)
     results["params_sha256"] = state.checksum(final.params)
+    results["devices"] = mesh.devices.size  # each batch was split over these
     logging.info(
         "final params sha256 %s (process %d)", results["params_sha256"], jax.process_index()
     )

@@ -238,6 +238,7 @@ def run(config, workdir: str) -> dict:
     models = {k: train_one(config, workdir / k, data, cell, k) for k in kinds}
     results = {
         "dataset": config.dataset,
+        "devices": jax.device_count(),  # each batch was split over these
         "num_test": len(data.splits["test"]),
         "length_axis": next(iter(models.values()))["length_axis"],
         "models": {

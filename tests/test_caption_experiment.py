@@ -3,6 +3,7 @@ command line, and refuses bad input in one line naming the flag or the file (and
 
 import json
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -31,6 +32,7 @@ def trained(tmp_path_factory):
 def test_tiny_run_learns_writes_figures_and_reports(trained):
     workdir, results = trained
     one = results["decoders"]["show_attend_tell"]
+    assert results["devices"] == jax.device_count()  # recorded: the batches were split over them
     records = writers.read_metrics(workdir / "show_attend_tell")
     assert records[-1]["nll"] < 0.6 * records[0]["nll"], records  # from ~ln V to well below
     assert one["valid_nll"] < 0.6 * records[0]["nll"]

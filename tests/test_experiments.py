@@ -2,6 +2,7 @@
 
 import json
 
+import jax
 import pytest
 
 from experiments import _cli, long_memory, reproduce
@@ -15,6 +16,7 @@ def test_long_memory_tiny_learns_adding_then_resumes_and_extends(tmp_path):
     results = long_memory.run(config, str(tmp_path))
     # Far below the memoryless baseline (1/6) after 60 steps of T=10.
     assert results["final_eval"]["loss"] < 0.5 * results["baseline_loss"], results
+    assert results["devices"] == jax.device_count()  # recorded: the batches were split over them
     for name in ("config.json", "metrics.jsonl", "results.json", "learning_curve.png"):
         assert (tmp_path / name).exists(), name
     assert list(tmp_path.glob("events.out.tfevents.*"))

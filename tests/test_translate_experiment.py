@@ -5,6 +5,7 @@ import io
 import json
 import shutil
 
+import jax
 import pytest
 
 from experiments import _cli, translate
@@ -16,6 +17,7 @@ def test_tiny_learns_resumes_exactly_and_translates(tmp_path):
     config = get_config("tiny")
     results = translate.run(config, str(tmp_path / "a"))
     run = results["runs"]["bahdanau"]
+    assert results["devices"] == jax.device_count()  # recorded: the batches were split over them
     # SCAN commands of at most 4 actions (84 held-out ones): chance of an exact match is ~0.
     assert run["greedy"]["exact"] > 50 and run["beam"]["exact"] > 50, run
     assert run["greedy"]["bleu"] > 50
