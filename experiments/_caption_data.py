@@ -163,6 +163,9 @@ def make_source(split: Split, vocab, batch_size: int, max_len: int, key) -> task
             "images": images[image_of[rows]].astype(jnp.float32) / 255.0,  # [B, S, S, 3]
             "captions": tokens[rows],  # [B, T]
             "lengths": lengths[rows],  # [B]
+            # The whole batch's predicted tokens (<bos> is not one): a scalar, so it reaches
+            # every device whole when the batch is split (experiments.caption's loss uses it).
+            "batch_tokens": jnp.maximum(jnp.sum(lengths[rows] - 1), 1),
         }
         return batch, {"index": i + 1}
 

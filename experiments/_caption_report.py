@@ -78,8 +78,11 @@ def plot_attention(run_dir: Path, config, data: Data, predictions: dict) -> list
     paths = []
     for k in range(min(config.num_attention, len(data.test.images))):
         image = data.test.images[k].astype(np.float32) / 255.0
-        words = scenes.tokenize(predictions["greedy"][k]) + ["<eos>"]
-        weights = predictions["weights"][k][: len(words)]  # [n, L]
+        steps = predictions["weights"][k]  # [max_len, L]: one row per decoded token
+        words = scenes.tokenize(predictions["greedy"][k])
+        if len(words) < len(steps):  # it ended with <eos>; at max_len it was cut off instead
+            words.append("<eos>")
+        weights = steps[: len(words)]  # [n, L]
         cols = min(len(words) + 1, 8)
         rows = -(-(len(words) + 1) // cols)
         fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), dpi=100,

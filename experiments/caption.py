@@ -171,9 +171,17 @@ def train_decoder(config, spec, data: Data, run_dir: Path, mesh) -> state.TrainS
 
     def loss_fn(params, batch, key):
         del key  # no dropout
-        value, aux = cap.loss(spec, params, batch["images"], batch["captions"], batch["lengths"],
-                              penalty=penalty)  # fmt: skip
-        return value, {k: aux[k] for k in ("nll", "attention_penalty", "tokens")}
+        _, aux = cap.loss(spec, params, batch["images"], batch["captions"], batch["lengths"],
+                          penalty=penalty)  # fmt: skip
+        # Split over devices, each device's loss counts in proportion to its tokens (weight=
+        # below): right for the NLL, a mean over tokens. The attention penalty is a mean over
+        # captions, so it is rescaled by (all tokens / these tokens) x (these captions / all
+        # captions), which keeps it the mean over the whole batch's captions; 1 on one device.
+        rows = batch["captions"].shape[0]
+        scale = (batch["batch_tokens"] / aux["tokens"]) * (rows / config.batch_size)
+        reg = aux["attention_penalty"] * scale
+        return aux["nll"] + penalty * reg, {"nll": aux["nll"], "attention_penalty": reg,
+                                            "tokens": aux["tokens"]}  # fmt: skip
 
     # A fixed valid batch (each image's first caption) for the NLL logged every log_every steps.
     n = min(config.eval_batch_size, len(data.valid.images))
@@ -190,9 +198,8 @@ def train_decoder(config, spec, data: Data, run_dir: Path, mesh) -> state.TrainS
 
     tx, lr = _tx(config)
     train_step = step.make_step(
-        # Weighted by real caption tokens, so the NLL (a mean over a shard's tokens) equals the
-        # one-device NLL on any number of devices. The attention penalty, a mean over captions,
-        # is then token-weighted across shards too (on one device, a plain mean).
+        # Weighted by real caption tokens: loss, NLL and penalty equal the one-device values on
+        # any number of devices (loss_fn above).
         loss_fn, tx, source.next,
         grad_fn=parallel.data_parallel_grad(loss_fn, mesh, weight="tokens"),
         clip_norm=config.clip_norm, learning_rate=lr,

@@ -155,3 +155,22 @@ def test_setup_reads_a_flickr8k_folder_and_names_missing_images(flickr):
     (flickr / "captions.txt").write_text("image,caption\na.png,A dog .\nb.png,  \n")
     with pytest.raises(_cli.UsageError, match=r"captions.txt:3: empty caption for 'b.png'"):
         caption.load_data(config)
+
+
+def test_attention_figure_of_a_caption_cut_at_the_length_limit(tmp_path):
+    """A caption that never emitted <eos> fills every decoded step: one panel per word."""
+    from types import SimpleNamespace
+
+    from experiments._caption_data import Data, Split
+    from experiments._caption_report import plot_attention
+
+    images = np.zeros((1, 8, 8, 3), np.uint8)
+    split = Split(images, [["a"]], None, ["scene 0"])
+    data = Data(None, split, split, split)
+    steps, cells = 4, 4  # max_len decoded tokens over a 2 x 2 grid
+    predictions = {"weights": np.full((1, steps, cells), 0.25)}
+    config = SimpleNamespace(num_attention=1)
+    for text in ("one two three four", "one two"):  # cut off at max_len; ended with <eos>
+        predictions["greedy"] = [text]
+        (path,) = plot_attention(tmp_path, config, data, predictions)  # IndexError before
+        assert path.exists() and path.stat().st_size > 0
