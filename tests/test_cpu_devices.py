@@ -25,14 +25,14 @@ _cli.main({{"train": report}}, name="long_memory", cpu_devices=2)
 """
 
 
-def _launch(tmp_path, script: str = SCRIPT, **env):
+def _launch(tmp_path, script: str = SCRIPT, args=(), **env):
     path = tmp_path / "entry.py"
     path.write_text(script)
     script = path
     names = ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS", "RNNLAB_CPU_DEVICES")
     clean = {k: v for k, v in os.environ.items() if k not in names}
     return subprocess.run(
-        [sys.executable, str(script), f"--workdir={tmp_path / 'run'}"],
+        [sys.executable, str(script), f"--workdir={tmp_path / 'run'}", *args],
         env={**clean, "JAX_PLATFORMS": "cpu", "RNNLAB_MALLOC": "0", **env},
         cwd=ROOT,
         capture_output=True,
@@ -108,22 +108,7 @@ def test_single_model_launchers_take_one_device_per_core_the_batch_splits_over(
     from experiments import _cli
 
     assert BATCH_SCRIPT != SCRIPT
-    path = tmp_path / "entry.py"
-    path.write_text(BATCH_SCRIPT)
-    proc = subprocess.run(
-        [sys.executable, str(path), f"--workdir={tmp_path / 'run'}", *args],
-        env={
-            **{
-                k: v for k, v in os.environ.items() if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")
-            },
-            "JAX_PLATFORMS": "cpu",
-            "RNNLAB_MALLOC": "0",
-        },
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _launch(tmp_path, script=BATCH_SCRIPT, args=args)
     want = 1 if batch is None else _cli.data_parallel_devices(batch)  # this machine's cores
     assert _devices(proc) == want
     assert (LOG_LINE in proc.stderr) == (want > 1), proc.stderr

@@ -74,13 +74,25 @@ def check_batch_size(batch_size: int, mesh, argument: str = "batch_size") -> Non
         raise ValueError(f"{argument}={batch_size} is not divisible by the {n} devices")
 
 
-def _weighted_mean(values, count, axis: str, weight: str | None):
-    """``lax.pmean`` of (loss, aux, grads) over ``axis``, or the ``count``-weighted mean of them.
+def _pop(aux: dict, names, argument: str) -> tuple[dict, dict]:
+    """(aux without ``names``, {name: aux[name]}); a KeyError naming ``argument`` if one is
+    missing."""
+    missing = [name for name in names if name not in aux]
+    if missing:
+        raise KeyError(f"{argument}: {missing} are not in the loss's aux {sorted(aux)}")
+    rest = dict(aux)
+    return rest, {name: rest.pop(name) for name in names}
 
-    With ``weight``, aux[weight] comes back as the total count over the shards.
+
+def _average(loss, aux, grads, axis: str, weight: str | None):
+    """(loss, aux) and grads averaged over ``axis``: ``lax.pmean``, or weighted by aux[weight].
+
+    With ``weight``, shard i counts aux[weight]_i / sum, and aux[weight] comes back summed.
     """
     if weight is None:
-        return lax.pmean(values, axis)
+        return lax.pmean(((loss, aux), grads), axis)
+    aux, popped = _pop(aux, (weight,), "weight")
+    count = jnp.asarray(popped[weight], jnp.float32)
     total = lax.psum(count, axis)
     share = count / jnp.maximum(total, 1)
 
@@ -89,19 +101,8 @@ def _weighted_mean(values, count, axis: str, weight: str | None):
         x = x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
         return x * share.astype(x.dtype)
 
-    (loss, aux), grads = jax.tree.map(scaled, values)
-    (loss, aux), grads = lax.psum(((loss, aux), grads), axis)
+    (loss, aux), grads = lax.psum(jax.tree.map(scaled, ((loss, aux), grads)), axis)
     return (loss, {**aux, weight: total}), grads
-
-
-def _pop_weight(aux, weight: str | None):
-    """(aux without aux[weight], that count as float32); (aux, None) without ``weight``."""
-    if weight is None:
-        return aux, None
-    if weight not in aux:
-        raise KeyError(f"weight: {weight!r} is not in the loss's aux {sorted(aux)}")
-    aux = dict(aux)
-    return aux, jnp.asarray(aux.pop(weight), jnp.float32)
 
 
 def data_parallel_grad(loss_fn, mesh, sharded_aux: tuple[str, ...] = (), weight: str | None = None):
@@ -130,15 +131,8 @@ def data_parallel_grad(loss_fn, mesh, sharded_aux: tuple[str, ...] = (), weight:
     def local(params, batch, key):
         key = jax.random.fold_in(key, lax.axis_index(AXIS))
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, key)
-        rows = {}
-        if sharded_aux:
-            missing = [name for name in sharded_aux if name not in aux]
-            if missing:
-                raise KeyError(f"sharded_aux: {missing} are not in the loss's aux {sorted(aux)}")
-            aux = dict(aux)
-            rows = {name: aux.pop(name) for name in sharded_aux}
-        aux, count = _pop_weight(aux, weight)
-        return _weighted_mean(((loss, aux), grads), count, AXIS, weight), rows
+        aux, rows = _pop(aux, sharded_aux, "sharded_aux")
+        return _average(loss, aux, grads, AXIS, weight), rows
 
     def grad_fn(params, batch, key):
         batch_specs = jax.tree.map(lambda x: P(AXIS) if jnp.ndim(x) else P(), batch)
@@ -186,8 +180,7 @@ def local_batch_grad(loss_fn, axis: str = AXIS, weight: str | None = None):
         )
         key = jax.random.fold_in(key, i)
         (loss, aux), grads = value_and_grad(params, local, key)
-        aux, count = _pop_weight(aux, weight)
-        return _weighted_mean(((loss, aux), grads), count, axis, weight)
+        return _average(loss, aux, grads, axis, weight)
 
     return grad_fn
 

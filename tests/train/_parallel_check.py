@@ -13,6 +13,16 @@ from rnnlab.models import sequence
 from rnnlab.train import parallel, state, step
 
 
+def rel(a, b) -> float:
+    """max |a - b| relative to max |a|."""
+    return float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(a)) + 1e-12))
+
+
+def grad_rel(g1, g) -> float:
+    """``rel`` of the worst leaf of two gradient trees."""
+    return max(jax.tree.leaves(jax.tree.map(rel, g1, g)))
+
+
 def setup(mesh):
     task = tasks.get("adding")
     k_init, k_train, k_data = jax.random.split(jax.random.key(0), 3)
@@ -60,13 +70,12 @@ def sharded_aux_check(loss_fn, mesh, params, batch, key) -> dict:
     eight = jax.jit(grad_fn)(params, batch, key)
     (l1, a1), g1 = one
     (l8, a8), g8 = eight
-    rel = lambda a, b: float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(a)) + 1e-12))  # noqa: E731
     return {
         "rows_shape": [list(a1["rows"].shape), list(a8["rows"].shape)],
         "rows_rel": rel(a1["rows"], a8["rows"]),
         "mean_row_rel": rel(a1["mean_row"], a8["mean_row"]),
         "flag_loss_rel": rel(l1, l8),
-        "flag_grad_rel": max(jax.tree.leaves(jax.tree.map(rel, g1, g8))),
+        "flag_grad_rel": grad_rel(g1, g8),
     }
 
 
@@ -100,16 +109,14 @@ def weighted_check(mesh, params, batch, key) -> dict:
         check_vma=False,
     )
     (ll, al), gl = jax.jit(local)(params, batch, key)
-    rel = lambda a, b: float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(a)) + 1e-12))  # noqa: E731
-    grel = lambda g: max(jax.tree.leaves(jax.tree.map(rel, g1, g)))  # noqa: E731
     return {
         "weighted_loss_rel": rel(l1, lw),
-        "weighted_grad_rel": grel(gw),
+        "weighted_grad_rel": grad_rel(g1, gw),
         "weighted_tokens": [int(a1["tokens"]), int(aw["tokens"]), int(al["tokens"])],
         "local_loss_rel": rel(l1, ll),
-        "local_grad_rel": grel(gl),
+        "local_grad_rel": grad_rel(g1, gl),
         "plain_loss_rel": rel(l1, lp),
-        "plain_grad_rel": grel(gp),
+        "plain_grad_rel": grad_rel(g1, gp),
     }
 
 
@@ -128,12 +135,7 @@ def shard_batch_check(mesh, loss_fn, params, batch, key) -> dict:
     hlo = {name: f.lower(params, batch).compile().as_text() for name, f in
            (("whole", whole), ("split", split))}  # fmt: skip
     rows = {name: [r for r in (2, 16) if f"f32[{r},12,2]" in text] for name, text in hlo.items()}
-    return {
-        "shard_rows": rows,
-        "shard_rel": float(
-            abs(whole(params, batch) - split(params, batch)) / abs(whole(params, batch))
-        ),
-    }
+    return {"shard_rows": rows, "shard_rel": rel(whole(params, batch), split(params, batch))}
 
 
 def main():
@@ -144,8 +146,6 @@ def main():
     key = jax.random.key(1)
     (l1, _), g1 = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(init.params, batch, key)
     (l8, _), g8 = jax.jit(parallel.data_parallel_grad(loss_fn, eight))(init.params, batch, key)
-    rel = lambda a, b: float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(a)) + 1e-12))  # noqa: E731
-    grad_rel = max(jax.tree.leaves(jax.tree.map(rel, g1, g8)))
     rows = sharded_aux_check(loss_fn, eight, init.params, batch, key)
     weighted = weighted_check(eight, init.params, batch, key)
     sharded = shard_batch_check(eight, loss_fn, init.params, batch, key)
@@ -159,7 +159,7 @@ def main():
         json.dumps(
             {
                 "loss_diff": abs(float(l1) - float(l8)),
-                "grad_rel": grad_rel,
+                "grad_rel": grad_rel(g1, g8),
                 "param_diff": param_diff,
                 "param_scale": float(max(np.abs(x).max() for x in jax.tree.leaves(p1))),
                 "steps": [int(s1.step), int(s8.step)],
