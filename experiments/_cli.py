@@ -99,7 +99,16 @@ def _thp_mode() -> str:
     return text.split("[", 1)[1].split("]", 1)[0] if "[" in text else "unknown"
 
 
-def _log_malloc_env() -> None:
+def _log_environment() -> None:
+    """Logs the settings of rnnlab's in effect (set here or by scripts/_env.sh) and their
+    opt-outs."""
+    xla_flags = os.environ.get("XLA_FLAGS", "").split()
+    in_effect = [flag for flag in XLA_CPU_FLAGS.values() if flag in xla_flags]
+    if in_effect:
+        logging.info(
+            "XLA_FLAGS has rnnlab's XLA:CPU settings %s (RNNLAB_XLA_FLAGS=0 leaves them out)",
+            " ".join(in_effect),
+        )
     if malloc_env_wanted() and all(os.environ.get(k) == v for k, v in MALLOC_ENV.items()):
         setting = " ".join(f"{k}={v}" for k, v in MALLOC_ENV.items())
         logging.info(
@@ -172,30 +181,54 @@ def batch_devices(config) -> int:
     return data_parallel_devices(getattr(config, "batch_size", None))
 
 
-# Vmapped sweeps used to hang for good (every thread in a futex wait, no error) on 1 and 2 CPU
-# devices. A native stack (gdb) showed the cause: the models' orthogonal init, vmapped, ran as
-# jaxlib's batched QR, which fans the batch out over XLA's intra-op pool from a pool thread and
-# blocks; on 2 cores the pool ran dry. rnnlab's init now draws one QR at a time
-# (rnnlab/cells/base.py, orthogonal) and sweeps initialise model by model. This flag, which
+# XLA:CPU settings rnnlab's launchers add to XLA_FLAGS (scripts/_env.sh too), keyed by the name
+# that, found anywhere in XLA_FLAGS, leaves the setting to the user. RNNLAB_XLA_FLAGS=0 adds none.
+#
+# multi_thread_eigen=false: vmapped sweeps used to hang for good (every thread in a futex wait, no
+# error) on 1 and 2 CPU devices. A native stack (gdb) showed the cause: the models' orthogonal
+# init, vmapped, ran as jaxlib's batched QR, which fans the batch out over XLA's intra-op pool
+# from a pool thread and blocks; on 2 cores the pool ran dry. rnnlab's init now draws one QR at a
+# time (rnnlab/cells/base.py, orthogonal) and sweeps initialise model by model. This flag, which
 # made the hang rarer but not impossible (also reported downstream, PyAutoLabs/PyAutoFit#1530),
 # stays on for vmapped code of the user's own: it costs nothing measurable here, since the
 # matmuls run in YNNPACK fusions (LSTM step at B, T, D, H = 32, 128, 512, 512: 356 and 354 ms).
-XLA_CPU_FLAG = "--xla_cpu_multi_thread_eigen=false"
+#
+# xla_cpu_use_multi_output_fusion (a backend option: present means on, whatever its value):
+# XLA:CPU's multi-output fusion pass, off by default, merges sibling fusions that read the same
+# operands into one kernel. XLA:CPU runs a scan's body one operation at a time, each with a fixed
+# dispatch cost, so fewer operations per step is time saved on every step: the LSTM training step
+# at 32, 64, 128, 128 went from 13 to 9 operations per backward iteration and 12 to 10 forward,
+# 16-20% faster (64, 100, 256, 256: 5%), with bit-identical gradients (docs/performance.md).
+XLA_CPU_FLAGS = {
+    "xla_cpu_multi_thread_eigen": "--xla_cpu_multi_thread_eigen=false",
+    "xla_cpu_use_multi_output_fusion": (
+        "--xla_backend_extra_options=xla_cpu_use_multi_output_fusion=true"
+    ),
+}
+XLA_CPU_DEFAULTS = " ".join(XLA_CPU_FLAGS.values())  # all of them, as one XLA_FLAGS string
 
 
-def add_xla_cpu_flag(environ=None) -> bool:
-    """Appends ``XLA_CPU_FLAG`` to XLA_FLAGS unless it already sets multi_thread_eigen.
+def xla_flags_wanted(environ=None) -> bool:
+    """Whether rnnlab adds ``XLA_CPU_FLAGS``: unless ``RNNLAB_XLA_FLAGS=0``."""
+    environ = os.environ if environ is None else environ
+    return environ.get("RNNLAB_XLA_FLAGS", "1") != "0"
+
+
+def add_xla_cpu_flags(environ=None) -> list[str]:
+    """Appends to XLA_FLAGS each of ``XLA_CPU_FLAGS`` whose name XLA_FLAGS does not mention.
 
     Takes effect if no JAX computation has run yet (XLA reads the flags when the backend starts).
-    Returns whether it added the flag. Setting ``--xla_cpu_multi_thread_eigen=true`` yourself
-    keeps Eigen's threads.
+    Returns the flags it added (none with ``RNNLAB_XLA_FLAGS=0``). A setting of your own wins:
+    ``--xla_cpu_multi_thread_eigen=true`` keeps Eigen's threads.
     """
     environ = os.environ if environ is None else environ
+    if not xla_flags_wanted(environ):
+        return []
     flags_now = environ.get("XLA_FLAGS", "")
-    if "xla_cpu_multi_thread_eigen" in flags_now:
-        return False
-    environ["XLA_FLAGS"] = f"{flags_now} {XLA_CPU_FLAG}".strip()
-    return True
+    added = [flag for name, flag in XLA_CPU_FLAGS.items() if name not in flags_now]
+    if added:
+        environ["XLA_FLAGS"] = " ".join([flags_now, *added]).strip()
+    return added
 
 
 class UsageError(ValueError):
@@ -275,7 +308,7 @@ def main(
     """
     if argv is None:
         reexec_with_malloc_env()
-    add_xla_cpu_flag()
+    add_xla_cpu_flags()
     argv = list(sys.argv if argv is None else argv)
     want_help = any(a in HELP_FLAGS for a in argv[1:])
     argv = [argv[0], *(a for a in argv[1:] if a not in HELP_FLAGS)]
@@ -334,7 +367,7 @@ def main(
     logging.use_absl_handler()
     logging.set_verbosity(logging.INFO)
     logging.get_absl_handler().addFilter(_quiet_libraries)
-    _log_malloc_env()
+    _log_environment()
     if devices_set is not None:
         logging.info(
             "%d CPU devices (sweeps shard their models over them, single-model training its "

@@ -21,10 +21,17 @@ export PATH="$ROOT/.venv/bin:$PATH"
 if [ "${RNNLAB_MALLOC:-1}" != "0" ]; then
   export GLIBC_TUNABLES="${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}"
 fi
-# XLA:CPU's Eigen threads are not needed (matmuls run in YNNPACK), and without them nested
-# parallelism (a vmapped QR) deadlocked less often. See experiments/_cli.py, XLA_CPU_FLAG; an
-# explicit setting is kept.
-case "${XLA_FLAGS:-}" in
-  *xla_cpu_multi_thread_eigen*) ;;
-  *) export XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_cpu_multi_thread_eigen=false" ;;
-esac
+# rnnlab's XLA:CPU settings (experiments/_cli.py, XLA_CPU_FLAGS, says why): no Eigen threads
+# (matmuls run in YNNPACK; nested parallelism deadlocked less often without them) and XLA's
+# multi-output fusion (fewer operations per scan step). A setting of your own that names the
+# option is kept; RNNLAB_XLA_FLAGS=0 adds neither.
+if [ "${RNNLAB_XLA_FLAGS:-1}" != "0" ]; then
+  case "${XLA_FLAGS:-}" in
+    *xla_cpu_multi_thread_eigen*) ;;
+    *) export XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_cpu_multi_thread_eigen=false" ;;
+  esac
+  case "${XLA_FLAGS:-}" in
+    *xla_cpu_use_multi_output_fusion*) ;;
+    *) export XLA_FLAGS="$XLA_FLAGS --xla_backend_extra_options=xla_cpu_use_multi_output_fusion=true" ;;
+  esac
+fi

@@ -94,10 +94,10 @@ import sys
 import tempfile
 import time
 
-from experiments._cli import MALLOC_ENV, add_xla_cpu_flag
+from experiments._cli import MALLOC_ENV, add_xla_cpu_flags
 from experiments._cli import cores as _cores
 
-add_xla_cpu_flag()  # before any JAX computation; see experiments/_cli.py
+add_xla_cpu_flags()  # before any JAX computation; see experiments/_cli.py
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

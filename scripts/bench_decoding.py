@@ -64,11 +64,11 @@ import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
 
 import rnnlab  # noqa: E402
-from experiments._cli import add_xla_cpu_flag  # noqa: E402
+from experiments._cli import add_xla_cpu_flags  # noqa: E402
 from rnnlab.models import lm  # noqa: E402
 from rnnlab.models import seq2seq as s2s  # noqa: E402
 
-add_xla_cpu_flag()  # before any JAX computation; see experiments/_cli.py
+add_xla_cpu_flags()  # before any JAX computation; see experiments/_cli.py
 
 try:
     import torch

@@ -81,10 +81,10 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments._cli import MALLOC_ENV, add_xla_cpu_flag, malloc_env_wanted  # noqa: E402
+from experiments._cli import MALLOC_ENV, add_xla_cpu_flags, malloc_env_wanted  # noqa: E402
 from rnnlab import cells, recurrent  # noqa: E402
 
-add_xla_cpu_flag()  # before any JAX computation (children inherit it); see experiments/_cli.py
+add_xla_cpu_flags()  # before any JAX computation (children inherit it); see experiments/_cli.py
 
 LENGTHS = (100, 300, 1000, 3000, 10000)
 QUICK_LENGTHS = (100, 300, 1000)

@@ -31,9 +31,9 @@ from pathlib import Path
 
 os.environ.setdefault("JAX_NUM_CPU_DEVICES", str(os.cpu_count() or 1))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from experiments._cli import add_xla_cpu_flag  # noqa: E402
+from experiments._cli import add_xla_cpu_flags  # noqa: E402
 
-add_xla_cpu_flag()  # as the launchers do (see experiments/_cli.py, XLA_CPU_FLAG)
+add_xla_cpu_flags()  # as the launchers do (see experiments/_cli.py, XLA_CPU_FLAGS)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -203,7 +203,7 @@ def main(argv=None) -> None:
                                    text=True, check=True, timeout=args.timeout)  # fmt: skip
         except subprocess.TimeoutExpired:
             # XLA:CPU's thread pool was seen to wedge for good on vmapped sweeps (see
-            # experiments/_cli.py, XLA_CPU_FLAG): report it and go on with the next strategy.
+            # experiments/_cli.py, XLA_CPU_FLAGS): report it and go on with the next strategy.
             print(f"{strategy}: no result after {args.timeout} s (hung); skipped", flush=True)
             hung.append(strategy)
             continue

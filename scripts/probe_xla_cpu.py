@@ -10,7 +10,8 @@ What docs/performance.md ("More levers, measured in session 8") reports, so that
 the one-device LSTM gap starts from measurements, not guesses:
 
 flags  scripts/bench_cells.py's rnnlab training step (bench_contenders.rnnlab_step) under each
-       XLA:CPU setting of ``SETTINGS`` (XLA_FLAGS: Eigen's threads, oneDNN, XNNPACK, YNNPACK off),
+       XLA:CPU setting of ``SETTINGS`` (XLA_FLAGS: Eigen's threads, oneDNN, XNNPACK, YNNPACK off,
+       multi-output fusion off, a loop as one function, ...),
        each in a worker process of its own (XLA reads its flags once), called in turn, one
        call per worker per round, each round starting one worker later. ``default_copy`` is a
        second process with the default setting: how far two copies of the same step drift
@@ -40,18 +41,34 @@ import subprocess
 import sys
 import time
 
-from experiments._cli import XLA_CPU_FLAG, add_xla_cpu_flag
+from experiments._cli import XLA_CPU_DEFAULTS, XLA_CPU_FLAGS, add_xla_cpu_flags
 
 NO_YNN = "--xla_cpu_experimental_ynn_fusion_type="  # dots leave YNNPACK for the other paths
+EIGEN1 = XLA_CPU_FLAGS["xla_cpu_multi_thread_eigen"]  # Eigen's threads off (rnnlab's default)
+MOF = XLA_CPU_FLAGS["xla_cpu_use_multi_output_fusion"]  # multi-output fusion (rnnlab's default)
+OPTION = "--xla_backend_extra_options="  # options that XLA_FLAGS itself does not list
+SMALL_LOOP = f"{OPTION}xla_cpu_small_while_loop_byte_threshold=1000000000"  # a loop: one kernel
+IR_GEMM = "xla_force_enable_experimental_llvm_ir_gemm=true"  # XLA's own tiled GEMM for dots
 SETTINGS = {  # name -> XLA_FLAGS; "default" is what rnnlab's launchers set
-    "default": XLA_CPU_FLAG,
-    "eigen_threads": "--xla_cpu_multi_thread_eigen=true",
-    "onednn": f"{XLA_CPU_FLAG} --xla_cpu_use_onednn=true",
-    "xnnpack": f"{XLA_CPU_FLAG} --xla_cpu_use_xnnpack=true",
-    "no_ynn_eigen1": f"{NO_YNN} --xla_cpu_multi_thread_eigen=false",
-    "no_ynn_eigen2": f"{NO_YNN} --xla_cpu_multi_thread_eigen=true",
-    "no_ynn_onednn": f"{NO_YNN} --xla_cpu_use_onednn=true",
-    "no_ynn_xnnpack": f"{NO_YNN} --xla_cpu_use_xnnpack=true",
+    "default": XLA_CPU_DEFAULTS,
+    "no_multi_output_fusion": EIGEN1,  # rnnlab's default before session 10
+    "eigen_threads": f"--xla_cpu_multi_thread_eigen=true {MOF}",
+    "onednn": f"{XLA_CPU_DEFAULTS} --xla_cpu_use_onednn=true",
+    "xnnpack": f"{XLA_CPU_DEFAULTS} --xla_cpu_use_xnnpack=true",
+    "no_ynn_eigen1": f"{NO_YNN} {XLA_CPU_DEFAULTS}",
+    "no_ynn_eigen2": f"{NO_YNN} --xla_cpu_multi_thread_eigen=true {MOF}",
+    "no_ynn_onednn": f"{NO_YNN} {XLA_CPU_DEFAULTS} --xla_cpu_use_onednn=true",
+    "no_ynn_xnnpack": f"{NO_YNN} {XLA_CPU_DEFAULTS} --xla_cpu_use_xnnpack=true",
+    "vector512": f"{XLA_CPU_DEFAULTS} --xla_cpu_prefer_vector_width=512",
+    "fast_math": f"{XLA_CPU_DEFAULTS} --xla_cpu_enable_fast_math=true",
+    "xnn_graph_greedy": f"{XLA_CPU_DEFAULTS} --xla_cpu_experimental_xnn_graph_fusion_mode="
+    "XNN_GRAPH_FUSION_MODE_GREEDY",
+    "copy_region_analysis": f"{XLA_CPU_DEFAULTS} --xla_cpu_copy_insertion_use_region_analysis=true",
+    # A loop whose body holds no custom fusion (YNNPACK's dots are one) becomes one compiled
+    # function: the dot then leaves YNNPACK for XLA's own LLVM IR GEMM (single-threaded).
+    "small_loop": f"{XLA_CPU_DEFAULTS} {SMALL_LOOP}",
+    "small_loop_ir_gemm": f"{NO_YNN} {XLA_CPU_DEFAULTS} {SMALL_LOOP},{IR_GEMM}",
+    "ir_gemm": f"{NO_YNN} {XLA_CPU_DEFAULTS} {OPTION}{IR_GEMM}",
 }
 COPY = "default_copy"  # a second worker with SETTINGS["default"]: the noise floor
 SIZES = ((32, 64, 128, 128), (64, 100, 256, 256), (32, 128, 512, 512))
@@ -392,7 +409,7 @@ def main(argv=None) -> None:
     if args.worker:
         return _worker(args)
     if args.mode == "loop":  # in this process: the launchers' setting, before JAX starts
-        add_xla_cpu_flag()
+        add_xla_cpu_flags()
     rows = {"flags": probe_flags, "gemm": probe_gemm, "loop": probe_loop}[args.mode](args)
     print_rows(rows)
     if args.json:

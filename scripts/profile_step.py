@@ -44,11 +44,11 @@ import time
 from collections import defaultdict
 from typing import NamedTuple
 
-from experiments._cli import add_xla_cpu_flag
+from experiments._cli import add_xla_cpu_flags
 
 DUMP_DIR = tempfile.mkdtemp(prefix="rnnlab_profile_hlo_")
 atexit.register(shutil.rmtree, DUMP_DIR, ignore_errors=True)
-add_xla_cpu_flag()  # the launchers' setting; before any JAX computation (see experiments/_cli.py)
+add_xla_cpu_flags()  # the launchers' setting; before any JAX computation (see experiments/_cli.py)
 os.environ["XLA_FLAGS"] += f" --xla_dump_to={DUMP_DIR} --xla_dump_hlo_as_text"
 
 import jax  # noqa: E402

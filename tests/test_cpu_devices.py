@@ -120,14 +120,97 @@ def test_a_bad_rnnlab_cpu_devices_is_a_one_line_error(tmp_path):
     assert "error: RNNLAB_CPU_DEVICES='two': expected a positive integer" in proc.stderr
 
 
-def test_the_eigen_flag_is_added_once_and_an_explicit_choice_is_kept():
+def test_xla_flags_are_added_once_and_settings_of_your_own_are_kept():
     from experiments import _cli
 
+    eigen, fusion = (_cli.XLA_CPU_FLAGS[k] for k in _cli.XLA_CPU_FLAGS)
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    assert _cli.add_xla_cpu_flag(env)
-    assert env["XLA_FLAGS"] == f"--xla_force_host_platform_device_count=2 {_cli.XLA_CPU_FLAG}"
-    assert not _cli.add_xla_cpu_flag(env)  # already there
+    assert _cli.add_xla_cpu_flags(env) == [eigen, fusion]
+    assert env["XLA_FLAGS"] == f"--xla_force_host_platform_device_count=2 {eigen} {fusion}"
+    assert env["XLA_FLAGS"].endswith(_cli.XLA_CPU_DEFAULTS)
+    assert _cli.add_xla_cpu_flags(env) == []  # already there
     mine = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=true"}
-    assert not _cli.add_xla_cpu_flag(mine) and mine["XLA_FLAGS"].endswith("=true")
+    assert _cli.add_xla_cpu_flags(mine) == [fusion]
+    assert mine["XLA_FLAGS"] == f"--xla_cpu_multi_thread_eigen=true {fusion}"
     empty: dict = {}
-    assert _cli.add_xla_cpu_flag(empty) and empty["XLA_FLAGS"] == _cli.XLA_CPU_FLAG
+    assert _cli.add_xla_cpu_flags(empty) == [eigen, fusion]
+    assert empty["XLA_FLAGS"] == _cli.XLA_CPU_DEFAULTS
+    off = {"RNNLAB_XLA_FLAGS": "0", "XLA_FLAGS": "--xla_dump_to=/tmp/x"}
+    assert _cli.add_xla_cpu_flags(off) == [] and off["XLA_FLAGS"] == "--xla_dump_to=/tmp/x"
+
+
+FLAGS_SCRIPT = SCRIPT.replace(  # the launcher's XLA_FLAGS instead of its device count
+    'print(json.dumps({"devices": jax.device_count()}))',
+    'import os; print(json.dumps({"XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}))',
+)
+
+
+@pytest.mark.parametrize("opt_out", [False, True])
+def test_launcher_adds_its_xla_flags_and_logs_them(tmp_path, opt_out):
+    from experiments import _cli
+
+    env = {"RNNLAB_XLA_FLAGS": "0"} if opt_out else {}
+    proc = _launch(tmp_path, script=FLAGS_SCRIPT, **env)
+    assert proc.returncode == 0, proc.stderr
+    flags = json.loads(proc.stdout.strip().splitlines()[-1])["XLA_FLAGS"]
+    assert flags == ("" if opt_out else _cli.XLA_CPU_DEFAULTS)
+    logged = "XLA_FLAGS has rnnlab's XLA:CPU settings" in proc.stderr
+    assert logged != opt_out, proc.stderr
+
+
+def test_env_sh_adds_the_launchers_xla_flags():
+    """scripts/_env.sh (the tests' and benchmarks' environment) sets what the launchers set."""
+    from experiments import _cli
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "_env.sh"
+    text = script.read_text()
+    for name, flag in _cli.XLA_CPU_FLAGS.items():
+        assert f"*{name}*" in text and flag in text, name
+    assert "RNNLAB_XLA_FLAGS" in text
+
+
+_GRAD_PROGRAM = """
+import hashlib, re, jax, jax.numpy as jnp, numpy as np
+from rnnlab import cells, recurrent
+cell = cells.get("lstm")
+params = cell.init(jax.random.key(0), 8, 16)
+xs = jax.random.normal(jax.random.key(1), (4, 12, 8))
+step = jax.jit(jax.grad(lambda p: jnp.mean(recurrent.unroll(cell, p, xs)[1] ** 2)))
+text = step.lower(params).compile().as_text()
+# operations XLA:CPU runs per iteration of the two scans (the while loops' bodies)
+bodies = set(re.findall(r"body=%([\\w.-]+)", text))
+skip = (" parameter(", " get-tuple-element(", " tuple(", " constant(", " bitcast(")
+ops = 0
+for block in text.split("\\n\\n"):
+    lines = block.strip().splitlines()
+    if lines and lines[0].split(" ")[0].lstrip("%") in bodies:
+        ops += sum(" = " in line and not any(s in line for s in skip) for line in lines[1:])
+grads = np.concatenate([np.asarray(g).ravel() for g in jax.tree.leaves(step(params))])
+print(len(bodies), ops, hashlib.sha256(grads.tobytes()).hexdigest())
+"""
+
+
+def test_multi_output_fusion_is_read_by_xla_and_changes_no_value():
+    """The backend option rnnlab sets is one this jaxlib reads (fewer operations in the loops of
+    the compiled LSTM training step) and leaves the gradients bit for bit as they were."""
+    from experiments import _cli
+
+    runs = {}
+    for name, flags in (
+        ("without", ""),
+        ("with", _cli.XLA_CPU_FLAGS["xla_cpu_use_multi_output_fusion"]),
+    ):
+        env = {**os.environ, "XLA_FLAGS": f"{flags} --xla_backend_optimization_level=0".strip()}
+        proc = subprocess.run(
+            [sys.executable, "-c", _GRAD_PROGRAM],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        loops, ops, digest = proc.stdout.split()
+        runs[name] = int(loops), int(ops), digest
+    assert runs["with"][0] == runs["without"][0] == 2, runs  # forward and backward scans
+    assert runs["with"][1] < runs["without"][1], runs  # fewer operations per time step
+    assert runs["with"][2] == runs["without"][2]  # the same gradients, bit for bit

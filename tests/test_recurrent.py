@@ -86,7 +86,9 @@ def test_padding_does_not_change_real_steps(name):
 
     (l1, g1) = jax.value_and_grad(loss, argnums=(0, 1))(params, xs, 0)
     (l2, g2) = jax.value_and_grad(loss, argnums=(0, 1))(params, padded, 6)
-    np.testing.assert_allclose(l1, l2, rtol=1e-6)
+    # The loss sums B*T*2H = 280 products of size ~1 that largely cancel: float32 rounding of
+    # two differently shaped programs (XLA fuses them differently) differs by ~1e-7 absolute.
+    np.testing.assert_allclose(l1, l2, rtol=1e-6, atol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g1[0], g2[0])
     np.testing.assert_allclose(g1[1], g2[1][:, :T], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(g2[1][:, T:], 0.0)
