@@ -198,7 +198,8 @@ def batch_devices(config) -> int:
 # operands into one kernel. XLA:CPU runs a scan's body one operation at a time, each with a fixed
 # dispatch cost, so fewer operations per step is time saved on every step: the LSTM training step
 # at 32, 64, 128, 128 went from 13 to 9 operations per backward iteration and 12 to 10 forward,
-# 16-20% faster (64, 100, 256, 256: 5%), with bit-identical gradients (docs/performance.md).
+# and took 4-11% less time (GRU: 2-9%; at 64, 100, 256, 256 LSTM 0-2%, GRU 0-14%), with
+# bit-identical gradients (docs/performance.md, session 10).
 XLA_CPU_FLAGS = {
     "xla_cpu_multi_thread_eigen": "--xla_cpu_multi_thread_eigen=false",
     "xla_cpu_use_multi_output_fusion": (

@@ -6,8 +6,8 @@
     .venv/bin/python scripts/probe_xla_cpu.py loop                  # the forward loop, 3 sizes
     .venv/bin/python scripts/probe_xla_cpu.py loop --json loop.json
 
-What docs/performance.md ("More levers, measured in session 8") reports, so that the next try at
-the one-device LSTM gap starts from measurements, not guesses:
+What docs/performance.md ("More levers, measured in session 8" and "Session 10") reports, so that
+the next try at the one-device LSTM gap starts from measurements, not guesses:
 
 flags  scripts/bench_cells.py's rnnlab training step (bench_contenders.rnnlab_step) under each
        XLA:CPU setting of ``SETTINGS`` (XLA_FLAGS: Eigen's threads, oneDNN, XNNPACK, YNNPACK off,
