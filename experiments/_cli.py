@@ -362,6 +362,7 @@ def main(
         devices_set = use_cpu_devices(count or 1)  # the variable applies to every launcher
     if fv.workdir is None:
         fail("--workdir is required")
+    created = not Path(fv.workdir).expanduser().exists()
     workdir = check_workdir(fv.workdir)
     if not flags.FLAGS.is_parsed():
         flags.FLAGS.mark_as_parsed()
@@ -375,7 +376,7 @@ def main(
             "batches); RNNLAB_CPU_DEVICES=1 turns this off",
             devices_set,
         )
-    return _run(modes[fv.mode], config, workdir, fv)
+    return _run(modes[fv.mode], config, workdir, fv, created)
 
 
 HELP_FLAGS = ("--help", "-h", "--helpshort", "--helpfull")
@@ -425,8 +426,12 @@ def _quiet_libraries(record) -> bool:
     return record.levelno >= std_logging.WARNING or not noisy
 
 
-def _run(fn: Callable, config, workdir: Path, fv):
-    """Starts jax.distributed if asked, then ``fn``; known failures become one-line errors."""
+def _run(fn: Callable, config, workdir: Path, fv, created: bool = False):
+    """Starts jax.distributed if asked, then ``fn``; known failures become one-line errors.
+
+    A usage error (a config value the experiment refuses, raised before it writes anything)
+    removes the workdir again if this command created it and it is still empty.
+    """
     from rnnlab.train import CheckpointError, ConfigMismatchError, NonFiniteError, parallel
 
     try:
@@ -436,6 +441,8 @@ def _run(fn: Callable, config, workdir: Path, fv):
     try:
         return fn(config, str(workdir))
     except UsageError as e:
+        if created and not any(workdir.iterdir()):
+            workdir.rmdir()
         fail(str(e))
     except (ConfigMismatchError, CheckpointError, NonFiniteError) as e:
         fail(f"{type(e).__name__}: {e}", status=1)

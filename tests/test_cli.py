@@ -37,10 +37,17 @@ def cli(argv, capsys):
 def test_bad_config_values_fail_in_one_line_before_anything_is_written(
     tmp_path, capsys, args, expected
 ):
-    code, err = cli([f"--workdir={tmp_path}", f"--config={TINY}", *args], capsys)
+    workdir = tmp_path / "run"  # a new workdir: not even the empty directory is left behind
+    code, err = cli([f"--workdir={workdir}", f"--config={TINY}", *args], capsys)
     assert code == 2
     assert err.startswith("error: ") and "\n" not in err and expected in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_workdir_stays_after_a_bad_config_value(tmp_path, capsys):
+    code, err = cli([f"--workdir={tmp_path}", f"--config={TINY}", "--config.steps=-5"], capsys)
+    assert code == 2 and "--config.steps=-5" in err
+    assert tmp_path.is_dir() and list(tmp_path.iterdir()) == []
 
 
 def test_workdir_that_is_a_file_is_refused_and_left_alone(tmp_path, capsys):
