@@ -232,3 +232,31 @@ def test_plain_cell_allows_forward_mode_and_agrees():
     np.testing.assert_allclose(forward, reverse, rtol=1e-5, atol=1e-6)
     with pytest.raises(TypeError, match="forward-mode"):
         jax.jacfwd(run(cell))(xs)
+
+
+# Floats per time step and batch row that XLA holds for a fused training step (jit of grad over
+# unroll), as multiples of H on top of the D of the time-major input: the residuals the forward
+# saves plus what every step's inputs, outputs and cotangents take. The gates are written over
+# the input projection's rows (fused._scan_over_rows): with a buffer of their own the LSTM held
+# D + 19H, the GRU D + 13H and, reset after the matmul, D + 15H.
+STEP_MEMORY_H = {"lstm": 15, "gru": 10, "gru_reset_after": 12, "rnn_tanh": 4}
+
+
+@pytest.mark.parametrize("name", sorted(STEP_MEMORY_H))
+def test_training_step_memory_per_time_step(name):
+    jax.config.update("jax_enable_x64", False)  # float32, as the models train (the module's x64)
+    cell = FUSED[name]()
+    B, D, H = 8, 16, 32
+    params = cell.init(jax.random.key(0), D, H)
+    grad = jax.jit(jax.grad(lambda p, x: jnp.mean(recurrent.unroll(cell, p, x)[1] ** 2)))
+    # As users compile it: the suite's -O0 (tests/conftest.py) assigns buffers differently.
+    options = {"xla_backend_optimization_level": 3}
+    temps = [
+        grad.lower(params, jnp.zeros((B, T, D)))
+        .compile(options)
+        .memory_analysis()
+        .temp_size_in_bytes
+        for T in (200, 400)
+    ]
+    floats_per_step = (temps[1] - temps[0]) / (200 * B * 4)
+    assert floats_per_step <= D + (STEP_MEMORY_H[name] + 0.1) * H, (floats_per_step - D) / H

@@ -116,6 +116,36 @@ def _with_mask(mask, raw, carry_grad):
     return dz, jax.tree.map(lambda n, o: _where(mask, n, o), dprev, carry_grad)
 
 
+def _scan_over_rows(step, carry, zs, mask):
+    """``lax.scan`` of ``step(carry, z, m) -> (carry, row, saved)`` over zs [T, B, G] and mask,
+    with each step's ``row`` [B, G] written over the z it read.
+
+    For the forward passes that save a [B, G] row of gates per step: the projection's rows are
+    not needed once read, so the gates go into its buffer instead of a zero-filled [T, B, G] one
+    of their own, which XLA fills and then copies (LSTM at B, T, H = 64, 100, 256: 6.4 ms of a
+    123 ms training step). Returns (carry, rows [T, B, G], saved stacked over T).
+    """
+
+    def body(state, inputs):
+        carry, rows = state
+        t, m = inputs
+        carry, row, saved = step(carry, lax.dynamic_index_in_dim(rows, t, 0, False), m)
+        return (carry, lax.dynamic_update_index_in_dim(rows, row, t, 0)), saved
+
+    (carry, rows), saved = lax.scan(body, (carry, zs), (jnp.arange(zs.shape[0]), mask))
+    return carry, rows, saved
+
+
+def _scan_outputs_only(step, h, zs, mask):
+    """``lax.scan`` of a GRU-like ``step(h, z, m) -> (h, row, saved)`` keeping only h: (h_T, hs)."""
+
+    def body(h, inputs):
+        h_new = step(h, *inputs)[0]
+        return h_new, h_new
+
+    return lax.scan(body, h, (zs, mask))
+
+
 # --- LSTM ------------------------------------------------------------------------------------
 
 
@@ -136,9 +166,7 @@ def _gate_constants(H: int, dtype):
 def _lstm_forward(w_h, carry, zs, mask, save: bool):
     scale, shift = _gate_constants(w_h.shape[0], zs.dtype)
 
-    def body(carry, inputs):
-        h, c = carry
-        z, m = inputs
+    def step(h, c, z, m):
         a = z + h @ w_h  # [B, 4H], the one recurrent matmul of the step
         gates = jnp.tanh(a * scale) * scale + shift  # [B, 4H]: sigmoid(i f o), tanh(g)
         i, f, g, o = jnp.split(gates, 4, axis=-1)
@@ -147,11 +175,25 @@ def _lstm_forward(w_h, carry, zs, mask, save: bool):
         h_new = o * tc
         if m is not None:
             h_new, c_new = _where(m, h_new, h), _where(m, c_new, c)
-        # Saved for the backward pass: c (the carry entering the step, for dz_f) and tanh(c').
-        saved = (h_new, c, tc, gates) if save else h_new
-        return (h_new, c_new), saved
+        return h_new, c_new, tc, gates
 
-    return lax.scan(body, carry, (zs, mask))
+    if not save:
+
+        def body(carry, inputs):
+            h_new, c_new, _, _ = step(*carry, *inputs)
+            return (h_new, c_new), h_new
+
+        return lax.scan(body, carry, (zs, mask))
+
+    # For the backward pass: the gates, c (the carry entering the step, for dz_f) and tanh(c').
+    # The gates go over the projection's rows (_scan_over_rows): 20% less memory for the training
+    # step's temporaries (T=1000, B=32, H=128: 313 -> 250 MiB) and 1-5% less time.
+    def saving(carry, z, m):
+        h_new, c_new, tc, gates = step(*carry, z, m)
+        return (h_new, c_new), gates, (h_new, carry[1], tc)
+
+    carry, gates, (hs, c_prev, tcs) = _scan_over_rows(saving, carry, zs, mask)
+    return carry, (hs, c_prev, tcs, gates)
 
 
 @jax.custom_vjp
@@ -216,8 +258,7 @@ def lstm_scan(params, carry, zs, mask=None):
 
 
 def _gru_after_forward(w_h, b_hn, h, zs, mask, save: bool):
-    def body(h, inputs):
-        z, m = inputs
+    def step(h, z, m):
         z_r, z_u, z_n = jnp.split(z, 3, axis=-1)
         a_r, a_u, a_n = jnp.split(h @ w_h, 3, axis=-1)  # one [H, 3H] matmul
         r, u = jax.nn.sigmoid(z_r + a_r), jax.nn.sigmoid(z_u + a_u)
@@ -226,9 +267,17 @@ def _gru_after_forward(w_h, b_hn, h, zs, mask, save: bool):
         h_new = n + u * (h - n)
         if m is not None:
             h_new = _where(m, h_new, h)
-        return h_new, ((h_new, jnp.concatenate([r, u, n, hn], axis=-1)) if save else h_new)
+        return h_new, jnp.concatenate([r, u, n], axis=-1), hn
 
-    return lax.scan(body, h, (zs, mask))
+    if not save:
+        return _scan_outputs_only(step, h, zs, mask)
+
+    def saving(h, z, m):  # r, u, n over the projection's rows; hn [B, H] saved apart
+        h_new, run, hn = step(h, z, m)
+        return h_new, run, (h_new, hn)
+
+    h, gates, saved = _scan_over_rows(saving, h, zs, mask)
+    return h, (*saved, gates)
 
 
 @jax.custom_vjp
@@ -238,19 +287,19 @@ def _gru_after(w_h, b_hn, h, zs, mask):
 
 
 def _gru_after_fwd(w_h, b_hn, h, zs, mask):
-    h_t, (hs, gates) = _gru_after_forward(w_h, b_hn, h, zs, mask, save=True)
-    return (h_t, _outputs(hs, mask)), (w_h, h, hs, gates, mask)
+    h_t, (hs, hns, gates) = _gru_after_forward(w_h, b_hn, h, zs, mask, save=True)
+    return (h_t, _outputs(hs, mask)), (w_h, h, hs, hns, gates, mask)
 
 
 def _gru_after_bwd(res, cts):
-    w_h, h0, hs, gates, mask = res
+    w_h, h0, hs, hns, gates, mask = res
     dh_t, dys = cts
     w_t = w_h.T  # [3H, H]
     h_prev = _shift(h0, hs)  # [T, B, H]
 
     def body(dh, inputs):
-        dy, h, gate, m = inputs
-        r, u, n, hn = jnp.split(gate, 4, axis=-1)
+        dy, h, gate, hn, m = inputs
+        r, u, n = jnp.split(gate, 3, axis=-1)
         g_h = dh + dy
         dz_n = g_h * (1.0 - u) * (1.0 - n * n)
         da = jnp.concatenate(
@@ -260,7 +309,7 @@ def _gru_after_bwd(res, cts):
         return dprev, (da, dz_n)
 
     init = _varying_like(dh_t, _vma(gates))
-    dh0, (das, dz_ns) = lax.scan(body, init, (dys, h_prev, gates, mask), reverse=True)
+    dh0, (das, dz_ns) = lax.scan(body, init, (dys, h_prev, gates, hns, mask), reverse=True)
     H = h0.shape[-1]
     dzs = jnp.concatenate([das[..., : 2 * H], dz_ns], axis=-1)  # [T, B, 3H]
     db_hn = das[..., 2 * H :].sum(axis=(0, 1))  # [H]
@@ -277,8 +326,7 @@ def _gru_before_forward(w_h, h, zs, mask, save: bool):
     H = h.shape[-1]
     w_ru, w_n = w_h[:, : 2 * H], w_h[:, 2 * H :]  # [H, 2H], [H, H]
 
-    def body(h, inputs):
-        z, m = inputs
+    def step(h, z, m):
         z_r, z_u, z_n = jnp.split(z, 3, axis=-1)
         a_r, a_u = jnp.split(h @ w_ru, 2, axis=-1)
         r, u = jax.nn.sigmoid(z_r + a_r), jax.nn.sigmoid(z_u + a_u)
@@ -286,9 +334,12 @@ def _gru_before_forward(w_h, h, zs, mask, save: bool):
         h_new = n + u * (h - n)
         if m is not None:
             h_new = _where(m, h_new, h)
-        return h_new, ((h_new, jnp.concatenate([r, u, n], axis=-1)) if save else h_new)
+        return h_new, jnp.concatenate([r, u, n], axis=-1), h_new
 
-    return lax.scan(body, h, (zs, mask))
+    if not save:
+        return _scan_outputs_only(step, h, zs, mask)
+    h, gates, hs = _scan_over_rows(step, h, zs, mask)  # r, u, n over the projection's rows
+    return h, (hs, gates)
 
 
 @jax.custom_vjp
