@@ -44,12 +44,13 @@ not always reused whole by the next (at T = 1000 without remat, 156, 313, then 4
 first three calls of one run; 156 MiB until the seventh call of another).
 
 What to expect (xla_temp of the LSTM, D = H = 128, T = 400 to 3200, measured): without remat,
-(D + 15H) floats per step and batch row, 7H of them the residuals the fused forward saves (h',
-c, tanh(c') and the four gates, the gates over the input projection's rows; D + 19H before
-session 10, when they had a buffer of their own). With remat=k, (D + 2H) per step plus 2H per
-chunk boundary: the T / k term is there, but what ``unroll`` takes and returns stays [B, T, *]
-whatever k is (the time-major copy of xs, the outputs ys that the loss keeps, their cotangent),
-so memory is still linear in T, with a slope about 5.3 times smaller at D = H. The k term (one
+(D + 11H) floats per step and batch row, 7H of them the residuals the fused forward saves (h',
+c, tanh(c') and the four gates; the gates go over the input projection's rows and the backward's
+dz over the gates: D + 19H before session 10, when each had a buffer of its own). With remat=k,
+(D + 2H) per step plus 2H per chunk boundary: the T / k term is there, but what ``unroll`` takes
+and returns stays [B, T, *] whatever k is (the time-major copy of xs, the outputs ys that the
+loss keeps, their cotangent), so memory is still linear in T, with a slope about 4 times smaller
+at D = H. The k term (one
 chunk's recomputed residuals, ~20H k) shares memory with buffers already dead in the backward
 pass and shows only where k > ~T / 20, i.e. at small T; for T >= 400 any k from 10 to sqrt(T)
 gives about the same memory.

@@ -116,23 +116,25 @@ def _with_mask(mask, raw, carry_grad):
     return dz, jax.tree.map(lambda n, o: _where(mask, n, o), dprev, carry_grad)
 
 
-def _scan_over_rows(step, carry, zs, mask):
-    """``lax.scan`` of ``step(carry, z, m) -> (carry, row, saved)`` over zs [T, B, G] and mask,
-    with each step's ``row`` [B, G] written over the z it read.
+def _scan_over_rows(step, carry, rows, xs, reverse: bool = False):
+    """``lax.scan`` of ``step(carry, row, x) -> (carry, new_row, saved)`` over rows [T, B, G] and
+    xs (leading axis T), with each step's ``new_row`` [B, G] written over the row it read.
 
-    For the forward passes that save a [B, G] row of gates per step: the projection's rows are
-    not needed once read, so the gates go into its buffer instead of a zero-filled [T, B, G] one
-    of their own, which XLA fills and then copies (LSTM at B, T, H = 64, 100, 256: 6.4 ms of a
-    123 ms training step). Returns (carry, rows [T, B, G], saved stacked over T).
+    For loops that make one [B, G] row per step from a [B, G] row nothing needs afterwards: the
+    forward passes write their gates over the input projection's rows, the backward passes their
+    dz over the gates. Without it each such output is a zero-filled [T, B, G] buffer of its own,
+    which XLA fills and then copies (LSTM at B, T, H = 64, 100, 256: 6.4 ms of a 123 ms training
+    step), and which adds to the step's memory. Returns (carry, rows [T, B, G], saved over T).
     """
 
     def body(state, inputs):
         carry, rows = state
-        t, m = inputs
-        carry, row, saved = step(carry, lax.dynamic_index_in_dim(rows, t, 0, False), m)
+        t, x = inputs
+        carry, row, saved = step(carry, lax.dynamic_index_in_dim(rows, t, 0, False), x)
         return (carry, lax.dynamic_update_index_in_dim(rows, row, t, 0)), saved
 
-    (carry, rows), saved = lax.scan(body, (carry, zs), (jnp.arange(zs.shape[0]), mask))
+    steps = jnp.arange(rows.shape[0])
+    (carry, rows), saved = lax.scan(body, (carry, rows), (steps, xs), reverse=reverse)
     return carry, rows, saved
 
 
@@ -186,8 +188,9 @@ def _lstm_forward(w_h, carry, zs, mask, save: bool):
         return lax.scan(body, carry, (zs, mask))
 
     # For the backward pass: the gates, c (the carry entering the step, for dz_f) and tanh(c').
-    # The gates go over the projection's rows (_scan_over_rows): 20% less memory for the training
-    # step's temporaries (T=1000, B=32, H=128: 313 -> 250 MiB) and 1-5% less time.
+    # The gates go over the projection's rows and, in the backward, dz over the gates
+    # (_scan_over_rows): the training step's temporaries 40% smaller (T=1000, B=32, H=128: 313 ->
+    # 188 MiB) and 3-11% less time (docs/performance.md, session 10).
     def saving(carry, z, m):
         h_new, c_new, tc, gates = step(*carry, z, m)
         return (h_new, c_new), gates, (h_new, carry[1], tc)
@@ -214,9 +217,9 @@ def _lstm_bwd(res, cts):
 
     scale, shift = _gate_constants(w_h.shape[0], gates.dtype)
 
-    def body(carry, inputs):
+    def step(carry, gate, inputs):
         dh, dc = carry
-        dy, tc, c_old, gate, m = inputs  # tc = tanh(c'); padded steps are discarded below
+        dy, tc, c_old, m = inputs  # tc = tanh(c'); padded steps are discarded below
         i, f, g, o = jnp.split(gate, 4, axis=-1)
         g_h = dh + dy
         g_c = dc + g_h * o * (1.0 - tc * tc)
@@ -227,10 +230,11 @@ def _lstm_bwd(res, cts):
         upstream = jnp.concatenate([g_c * g, g_c * c_old, g_c * i, g_h * tc], axis=-1)
         dz = upstream * dgate  # [B, 4H]
         dz, dprev = _with_mask(m, (dz, (dz @ w_t, g_c * f)), (dh, dc))
-        return dprev, dz
+        return dprev, dz, None
 
     init = _varying_like((dh_t, dc_t), _vma(gates))
-    (dh0, dc0), dzs = lax.scan(body, init, (dys, tcs, c_prev, gates, mask), reverse=True)
+    xs = (dys, tcs, c_prev, mask)
+    (dh0, dc0), dzs, _ = _scan_over_rows(step, init, gates, xs, reverse=True)  # dz over gates
     dw_h = _gemm_tb(_shift(h0, hs), dzs)  # [H, 4H], one GEMM
     return dw_h, (dh0, dc0), dzs, None
 
@@ -297,8 +301,8 @@ def _gru_after_bwd(res, cts):
     w_t = w_h.T  # [3H, H]
     h_prev = _shift(h0, hs)  # [T, B, H]
 
-    def body(dh, inputs):
-        dy, h, gate, hn, m = inputs
+    def step(dh, gate, inputs):
+        dy, h, hn, m = inputs
         r, u, n = jnp.split(gate, 3, axis=-1)
         g_h = dh + dy
         dz_n = g_h * (1.0 - u) * (1.0 - n * n)
@@ -306,10 +310,11 @@ def _gru_after_bwd(res, cts):
             [dz_n * hn * r * (1.0 - r), g_h * (h - n) * u * (1.0 - u), dz_n * r], axis=-1
         )  # [B, 3H], the gradient of a = h W_h (+ b_hn)
         (da, dz_n), dprev = _with_mask(m, ((da, dz_n), da @ w_t + g_h * u), dh)
-        return dprev, (da, dz_n)
+        return dprev, da, dz_n
 
     init = _varying_like(dh_t, _vma(gates))
-    dh0, (das, dz_ns) = lax.scan(body, init, (dys, h_prev, gates, hns, mask), reverse=True)
+    xs = (dys, h_prev, hns, mask)
+    dh0, das, dz_ns = _scan_over_rows(step, init, gates, xs, reverse=True)  # da over r, u, n
     H = h0.shape[-1]
     dzs = jnp.concatenate([das[..., : 2 * H], dz_ns], axis=-1)  # [T, B, 3H]
     db_hn = das[..., 2 * H :].sum(axis=(0, 1))  # [H]
