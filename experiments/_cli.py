@@ -23,6 +23,10 @@ scripts/bench_memory.py.) It takes glibc >= 2.35 and the kernel's THP mode "madv
 ``RNNLAB_MALLOC=0`` turns it off; variables already set are left as they are (to keep your own
 ``GLIBC_TUNABLES``, add ``glibc.malloc.hugetlb=1`` to it, colon-separated).
 
+``main`` also adds rnnlab's XLA:CPU settings to XLA_FLAGS (``XLA_CPU_FLAGS``: no Eigen threads,
+XLA's multi-output fusion), each unless XLA_FLAGS already names its option; ``RNNLAB_XLA_FLAGS=0``
+adds neither. The log says which are in effect.
+
 Experiments that train sweeps of models (gradient_flow, forget_bias, reproduce) ask ``main`` for
 several CPU devices (``cpu_devices``): the "sharded" sweep strategy then runs the models on all
 cores at once (rnnlab.train.sweep; scripts/bench_sweeps.py measures it). The single-model
