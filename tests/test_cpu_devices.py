@@ -123,7 +123,7 @@ def test_a_bad_rnnlab_cpu_devices_is_a_one_line_error(tmp_path):
 def test_xla_flags_are_added_once_and_settings_of_your_own_are_kept():
     from experiments import _cli
 
-    eigen, fusion = (_cli.XLA_CPU_FLAGS[k] for k in _cli.XLA_CPU_FLAGS)
+    eigen, fusion = _cli.XLA_CPU_FLAGS.values()
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     assert _cli.add_xla_cpu_flags(env) == [eigen, fusion]
     assert env["XLA_FLAGS"] == f"--xla_force_host_platform_device_count=2 {eigen} {fusion}"

@@ -138,14 +138,15 @@ def _scan_over_rows(step, carry, rows, xs, reverse: bool = False):
     return carry, rows, saved
 
 
-def _scan_outputs_only(step, h, zs, mask):
-    """``lax.scan`` of a GRU-like ``step(h, z, m) -> (h, row, saved)`` keeping only h: (h_T, hs)."""
+def _scan_outputs_only(step, carry, zs, mask):
+    """``lax.scan`` of a forward ``step(carry, z, m) -> (carry, row, saved)`` without a backward
+    pass to save for: (the last carry, the outputs, saved[0], stacked over T)."""
 
-    def body(h, inputs):
-        h_new = step(h, *inputs)[0]
-        return h_new, h_new
+    def body(carry, inputs):
+        carry, _, saved = step(carry, *inputs)
+        return carry, saved[0]
 
-    return lax.scan(body, h, (zs, mask))
+    return lax.scan(body, carry, (zs, mask))
 
 
 # --- LSTM ------------------------------------------------------------------------------------
@@ -168,7 +169,8 @@ def _gate_constants(H: int, dtype):
 def _lstm_forward(w_h, carry, zs, mask, save: bool):
     scale, shift = _gate_constants(w_h.shape[0], zs.dtype)
 
-    def step(h, c, z, m):
+    def step(carry, z, m):
+        h, c = carry
         a = z + h @ w_h  # [B, 4H], the one recurrent matmul of the step
         gates = jnp.tanh(a * scale) * scale + shift  # [B, 4H]: sigmoid(i f o), tanh(g)
         i, f, g, o = jnp.split(gates, 4, axis=-1)
@@ -177,25 +179,15 @@ def _lstm_forward(w_h, carry, zs, mask, save: bool):
         h_new = o * tc
         if m is not None:
             h_new, c_new = _where(m, h_new, h), _where(m, c_new, c)
-        return h_new, c_new, tc, gates
+        # Saved for the backward pass: c (the carry entering the step, for dz_f) and tanh(c').
+        return (h_new, c_new), gates, (h_new, c, tc)
 
     if not save:
-
-        def body(carry, inputs):
-            h_new, c_new, _, _ = step(*carry, *inputs)
-            return (h_new, c_new), h_new
-
-        return lax.scan(body, carry, (zs, mask))
-
-    # For the backward pass: the gates, c (the carry entering the step, for dz_f) and tanh(c').
+        return _scan_outputs_only(step, carry, zs, mask)
     # The gates go over the projection's rows and, in the backward, dz over the gates
     # (_scan_over_rows): the training step's temporaries 40% smaller (T=1000, B=32, H=128: 313 ->
     # 188 MiB) and 3-11% less time (docs/performance.md, session 10).
-    def saving(carry, z, m):
-        h_new, c_new, tc, gates = step(*carry, z, m)
-        return (h_new, c_new), gates, (h_new, carry[1], tc)
-
-    carry, gates, (hs, c_prev, tcs) = _scan_over_rows(saving, carry, zs, mask)
+    carry, gates, (hs, c_prev, tcs) = _scan_over_rows(step, carry, zs, mask)
     return carry, (hs, c_prev, tcs, gates)
 
 
@@ -271,17 +263,13 @@ def _gru_after_forward(w_h, b_hn, h, zs, mask, save: bool):
         h_new = n + u * (h - n)
         if m is not None:
             h_new = _where(m, h_new, h)
-        return h_new, jnp.concatenate([r, u, n], axis=-1), hn
+        return h_new, jnp.concatenate([r, u, n], axis=-1), (h_new, hn)
 
     if not save:
         return _scan_outputs_only(step, h, zs, mask)
-
-    def saving(h, z, m):  # r, u, n over the projection's rows; hn [B, H] saved apart
-        h_new, run, hn = step(h, z, m)
-        return h_new, run, (h_new, hn)
-
-    h, gates, saved = _scan_over_rows(saving, h, zs, mask)
-    return h, (*saved, gates)
+    # r, u, n over the projection's rows; hn [B, H] saved apart
+    h, gates, (hs, hns) = _scan_over_rows(step, h, zs, mask)
+    return h, (hs, hns, gates)
 
 
 @jax.custom_vjp
@@ -339,11 +327,11 @@ def _gru_before_forward(w_h, h, zs, mask, save: bool):
         h_new = n + u * (h - n)
         if m is not None:
             h_new = _where(m, h_new, h)
-        return h_new, jnp.concatenate([r, u, n], axis=-1), h_new
+        return h_new, jnp.concatenate([r, u, n], axis=-1), (h_new,)
 
     if not save:
         return _scan_outputs_only(step, h, zs, mask)
-    h, gates, hs = _scan_over_rows(step, h, zs, mask)  # r, u, n over the projection's rows
+    h, gates, (hs,) = _scan_over_rows(step, h, zs, mask)  # r, u, n over the projection's rows
     return h, (hs, gates)
 
 
