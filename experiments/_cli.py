@@ -214,9 +214,13 @@ XLA_CPU_DEFAULTS = " ".join(XLA_CPU_FLAGS.values())  # all of them, as one XLA_F
 
 
 def xla_flags_wanted(environ=None) -> bool:
-    """Whether rnnlab adds ``XLA_CPU_FLAGS``: unless ``RNNLAB_XLA_FLAGS=0``."""
+    """Whether rnnlab adds ``XLA_CPU_FLAGS``: unless ``RNNLAB_XLA_FLAGS=0`` (another value than
+    0 or 1 is a one-line error, not silently on)."""
     environ = os.environ if environ is None else environ
-    return environ.get("RNNLAB_XLA_FLAGS", "1") != "0"
+    value = environ.get("RNNLAB_XLA_FLAGS", "1")
+    if value not in ("0", "1"):
+        fail(f"RNNLAB_XLA_FLAGS={value!r}: expected 0 (leave XLA_FLAGS alone) or 1 (the default)")
+    return value == "1"
 
 
 def add_xla_cpu_flags(environ=None) -> list[str]:

@@ -158,6 +158,13 @@ def test_launcher_adds_its_xla_flags_and_logs_them(tmp_path, opt_out):
     assert logged != opt_out, proc.stderr
 
 
+def test_a_bad_rnnlab_xla_flags_is_a_one_line_error(tmp_path):
+    proc = _launch(tmp_path, script=FLAGS_SCRIPT, RNNLAB_XLA_FLAGS="off")
+    assert proc.returncode == 2
+    assert "error: RNNLAB_XLA_FLAGS='off': expected 0" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_env_sh_adds_the_launchers_xla_flags():
     """scripts/_env.sh (the tests' and benchmarks' environment) sets what the launchers set."""
     from experiments import _cli
