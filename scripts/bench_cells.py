@@ -40,8 +40,10 @@ of two ``nn.RNN(OptimizedLSTMCell)`` per layer with ``seq_lengths``. Its target 
 and memory") is rnnlab/torch <= 1.1.
 
 Contenders run interleaved, one call of each in turn per round, so that load from other processes
-hits them alike, each round starting one contender later than the last (what one call leaves
-behind, such as PyTorch's spinning threads, then falls on every contender in turn). The medians
+hits them alike, in orders where every contender follows every other one equally often (what one
+call leaves behind, such as PyTorch's spinning threads, then falls on every contender alike;
+scripts/_interleave.py; before session 11 each round started one contender later, which kept
+the same neighbours). The medians
 over rounds are reported, with the ratios rnnlab/peer for every peer (< 1: rnnlab faster), as the
 ratio of the medians (``ratio_rnnlab_*``, the table's columns) and as the median of each round's
 ratio (``ratio_per_round_rnnlab_*``, the "per round" line under each row), which cancels load that
@@ -93,6 +95,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from _interleave import round_orders
 
 from experiments._cli import MALLOC_ENV, add_xla_cpu_flags
 from experiments._cli import cores as _cores
@@ -193,12 +197,11 @@ def bench_size(name: str, size, rounds: int, autodiff: bool, peers, devices: int
         step()
         step()
     times = {k: [] for k in steps}
-    order = list(steps)
-    for r in range(rounds):  # interleaved: one call of each contender per round
-        # Each round starts one contender later, so that every contender follows every other
-        # equally often: what a call leaves behind (PyTorch's spinning OpenMP threads, a cold
-        # cache) does not always fall on the same neighbour.
-        for k in order[r % len(order) :] + order[: r % len(order)]:
+    # Interleaved, one call of each contender per round, in orders where every contender follows
+    # every other equally often (_interleave.py): what a call leaves behind (PyTorch's spinning
+    # OpenMP threads, a cold cache) does not always fall on the same neighbour.
+    for order in round_orders(list(steps), rounds):
+        for k in order:
             times[k].append(_time(steps[k]))
     median = {k: 1e3 * statistics.median(v) for k, v in times.items()}
     result = {"cell": name, "B": B, "T": T, "D": D, "H": H}

@@ -61,6 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from _interleave import round_orders  # noqa: E402
 from jax import lax  # noqa: E402
 
 import rnnlab  # noqa: E402
@@ -297,9 +298,10 @@ def bench(task: str, fns: dict, batch: int, tokens: int, rounds: int) -> dict:
         first[name], outputs[name] = _timed(fn)
         fn()
     times = {k: [] for k in fns}
-    for _ in range(rounds):  # interleaved: one call of each contender per round
-        for name, fn in fns.items():
-            times[name].append(_timed(fn)[0])
+    # interleaved: one call of each contender per round, each following every other equally often
+    for order in round_orders(list(fns), rounds):
+        for name in order:
+            times[name].append(_timed(fns[name])[0])
     median = {k: statistics.median(v) for k, v in times.items()}
     r = {
         "task": task,

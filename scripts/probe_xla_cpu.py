@@ -41,6 +41,8 @@ import subprocess
 import sys
 import time
 
+from _interleave import round_orders
+
 from experiments._cli import XLA_CPU_DEFAULTS, XLA_CPU_FLAGS, add_xla_cpu_flags
 
 NO_YNN = "--xla_cpu_experimental_ynn_fusion_type="  # dots leave YNNPACK for the other paths
@@ -139,8 +141,8 @@ def probe_flags(args) -> list[dict]:
         raise SystemExit("flags: no worker started; see the errors above")
     times = {name: [] for name in workers}
     order = list(workers)
-    for r in range(args.rounds):
-        for name in order[r % len(order) :] + order[: r % len(order)]:
+    for names_in_turn in round_orders(order, args.rounds):  # every worker follows every other
+        for name in names_in_turn:
             proc = workers[name]
             proc.stdin.write("go\n")
             proc.stdin.flush()
