@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/probe_xla_cpu.py flags                 # LSTM step, 32,64,128,128
     .venv/bin/python scripts/probe_xla_cpu.py flags --cell gru --size 64,100,256,256 --rounds 25
+    .venv/bin/python scripts/probe_xla_cpu.py alone                 # rnnlab, then torch, alone
     .venv/bin/python scripts/probe_xla_cpu.py gemm                  # the step's GEMMs, 3 sizes
     .venv/bin/python scripts/probe_xla_cpu.py loop                  # the forward loop, 3 sizes
     .venv/bin/python scripts/probe_xla_cpu.py loop --json loop.json
@@ -13,9 +14,15 @@ flags  scripts/bench_cells.py's rnnlab training step (bench_contenders.rnnlab_st
        XLA:CPU setting of ``SETTINGS`` (XLA_FLAGS: Eigen's threads, oneDNN, XNNPACK, YNNPACK off,
        multi-output fusion off, a loop as one function, ...),
        each in a worker process of its own (XLA reads its flags once), called in turn, one
-       call per worker per round, each round starting one worker later. ``default_copy`` is a
+       call per worker per round, every worker following every other equally often
+       (_interleave.py). ``default_copy`` is a
        second process with the default setting: how far two copies of the same step drift
        apart is the noise floor of the comparison. ``--torch`` adds PyTorch's nn.LSTM / nn.GRU.
+alone  The same workers one at a time (``--settings``, default: default,torch): each starts,
+       warms up, makes ``--rounds`` calls and exits before the next starts, ``--passes`` times
+       over; per setting the median of its passes' medians. Nothing else runs beside it, as
+       when a user trains one model (the interleaved modes time each call right after
+       another contender's, whose spinning threads and caches it inherits).
 gemm   GFLOP/s of the GEMMs of one step (the input projection, a weight gradient, the loop's
        recurrent matmul) under each back end, and PyTorch's torch.mm where installed.
 loop   The LSTM forward loop (lax.scan over T steps, no gradient) written four ways, timed
@@ -160,6 +167,41 @@ def probe_flags(args) -> list[dict]:
             "ratio_per_round": round(statistics.median(a / b for a, b in zip(t, base)), 3),
         }
         for name, t in times.items()
+    ]
+
+
+def probe_alone(args) -> list[dict]:
+    """Each setting's step in a process of its own with nothing else running: one worker at a
+    time, ``--rounds`` calls each, the settings in turn, ``--passes`` times over. What a user who
+    trains one model gets; the interleaved modes measure each contender after another one's call.
+    """
+    names = args.settings or ["default", "torch"]
+    medians = {name: [] for name in names}
+    for _ in range(args.passes):
+        for name in names:
+            proc = _spawn("flags", name, args, interactive=True)
+            if proc.stdout.readline().strip() != "ready":
+                proc.kill()
+                raise SystemExit(f"alone: the {name} worker did not start")
+            times = []
+            for _ in range(args.rounds):
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+                times.append(float(proc.stdout.readline()))
+            proc.stdin.close()
+            proc.wait()
+            medians[name].append(statistics.median(times))
+    base = medians[names[0]]
+    return [
+        {
+            "setting": name,
+            "xla_flags": xla_flags(name) if name != "torch" else None,
+            "ms": round(statistics.median(m) * 1e3, 2),
+            "ms_per_pass": [round(v * 1e3, 2) for v in m],
+            "ratio": round(statistics.median(m) / statistics.median(base), 3),
+            "ratio_per_pass": [round(a / b, 3) for a, b in zip(m, base)],
+        }
+        for name, m in medians.items()
     ]
 
 
@@ -371,17 +413,18 @@ def print_rows(rows: list[dict]) -> None:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("flags", "gemm", "loop"))
+    parser.add_argument("mode", choices=("flags", "alone", "gemm", "loop"))
     parser.add_argument("--cell", default="lstm", choices=("lstm", "gru", "gru_paper"))
-    parser.add_argument("--size", type=_size, default=SIZES[0], help="flags: B,T,D,H")
+    parser.add_argument("--size", type=_size, default=SIZES[0], help="flags, alone: B,T,D,H")
     parser.add_argument("--sizes", type=_size, nargs="+", default=SIZES, help="gemm, loop")
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--torch", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--passes", type=int, default=6, help="alone: times over the settings")
     parser.add_argument(
         "--settings",
         type=lambda text: text.split(","),
         help=f"flags, gemm: these, in this order (default all): {', '.join(SETTINGS)}, "
-        f"{COPY} (flags), torch",
+        f"{COPY} (flags), torch; alone: default,torch by default",
     )
     parser.add_argument("--json", help="also write the rows, machine and versions here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -393,6 +436,8 @@ def parse_args(argv=None):
             parser.error(f"--settings: unknown {name!r}; known: {', '.join(known)}")
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
+    if args.passes < 1:
+        parser.error(f"--passes must be at least 1, got {args.passes}")
     if args.worker:  # a child of this script: its parent checked the arguments
         return args
     if args.mode == "loop" and any(size[0] % 2 for size in args.sizes):
@@ -412,7 +457,8 @@ def main(argv=None) -> None:
         return _worker(args)
     if args.mode == "loop":  # in this process: the launchers' setting, before JAX starts
         add_xla_cpu_flags()
-    rows = {"flags": probe_flags, "gemm": probe_gemm, "loop": probe_loop}[args.mode](args)
+    modes = {"flags": probe_flags, "alone": probe_alone, "gemm": probe_gemm, "loop": probe_loop}
+    rows = modes[args.mode](args)
     print_rows(rows)
     if args.json:
         from bench_cells import machine, versions

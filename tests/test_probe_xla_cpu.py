@@ -55,6 +55,17 @@ def test_loop_probe_reports_every_variant_against_rows():
     assert rows[0]["ratio"] == 1.0 and all(r["ms"] > 0 for r in rows)
 
 
+def test_alone_runs_each_setting_in_a_process_of_its_own_pass_after_pass():
+    args = probe.parse_args(
+        ["alone", "--settings", "default,default_copy", "--size", "2,3,2,4", "--rounds", "2"]
+        + ["--passes", "2"]
+    )
+    rows = probe.probe_alone(args)
+    assert [r["setting"] for r in rows] == ["default", "default_copy"]
+    assert rows[0]["ratio"] == 1.0 and rows[0]["ratio_per_pass"] == [1.0, 1.0]
+    assert all(len(r["ms_per_pass"]) == 2 and min(r["ms_per_pass"]) > 0 for r in rows)
+
+
 @pytest.mark.parametrize(
     "argv,message",
     [
@@ -62,6 +73,7 @@ def test_loop_probe_reports_every_variant_against_rows():
         (["flags", "--size", "1,2,3"], "want B,T,D,H"),
         (["loop", "--rounds", "0"], "--rounds must be at least 1"),
         (["loop", "--sizes", "3,2,2,8"], "loop needs an even B"),
+        (["alone", "--passes", "0"], "--passes must be at least 1"),
     ],
 )
 def test_bad_arguments_are_usage_errors(argv, message, capsys):
