@@ -18,6 +18,9 @@ one equally often, and starts a round equally often. Two contenders a, b get a b
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def williams_orders(n: int) -> list[list[int]]:
@@ -38,7 +41,7 @@ def williams_orders(n: int) -> list[list[int]]:
     return orders
 
 
-def round_orders(names: Sequence[str], rounds: int) -> list[list[str]]:
+def round_orders(names: Sequence[T], rounds: int) -> list[list[T]]:
     """The contenders' order in each of ``rounds`` rounds: the Williams orders of ``names`` in
     turn (balanced over every whole cycle of them)."""
     orders = williams_orders(len(names))

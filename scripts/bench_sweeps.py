@@ -31,6 +31,8 @@ from pathlib import Path
 
 os.environ.setdefault("JAX_NUM_CPU_DEVICES", str(os.cpu_count() or 1))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _interleave import round_orders  # noqa: E402
+
 from experiments._cli import add_xla_cpu_flags  # noqa: E402
 
 add_xla_cpu_flags()  # as the launchers do (see experiments/_cli.py, XLA_CPU_FLAGS)
@@ -87,16 +89,18 @@ def interleaved_ms(fns, reps: int) -> list[list[float]]:
     """The ms of each function's calls, timed in turn ``reps`` times (one call of each per round).
 
     Interleaving keeps a sweep and its separate baseline under the same conditions: on the
-    shared 2-core machine one program's time can swing by 1.3x between phases of a run.
+    shared 2-core machine one program's time can swing by 1.3x between phases of a run. The
+    rounds alternate which goes first (_interleave.py), so each follows the other as often as
+    itself.
     """
     for fn in fns:
         fn()  # compile and warm up
     times = [[] for _ in fns]
-    for _ in range(reps):
-        for fn, ts in zip(fns, times):
+    for order in round_orders(list(range(len(fns))), reps):
+        for k in order:
             start = time.perf_counter()
-            fn()
-            ts.append(1e3 * (time.perf_counter() - start))
+            fns[k]()
+            times[k].append(1e3 * (time.perf_counter() - start))
     return times
 
 
