@@ -24,8 +24,11 @@ It prints
     duration, device and thread, which shows what ran at the same time (and, data parallel, how
     long one device waits for the other in a collective).
 
-The profiler adds a little time per operation (a few percent here); compare steps with
-scripts/bench_cells.py, and use this for where the time goes.
+The profiler adds a little time per operation (a few percent here), and more to YNNPACK's large
+GEMMs, which its tracing slows (session 11: the LSTM step's [2048, 128] x [128, 512] projection,
+1.6-1.7 ms jitted alone, took 2.3 ms on average under the profiler and up to 4.3 ms). Read the
+operation counts, the loops and the order from here; time steps, and the parts of one, with
+scripts/bench_cells.py or by jitting the part alone.
 """
 
 from __future__ import annotations
@@ -315,6 +318,7 @@ def print_report(title: str, report: dict, top: int):
         f"{report['cores_busy']:.2f}; at the top level (outside loops) "
         f"{report['top_level_ms']:.2f} ms"
     )
+    print("(the profiler slows YNNPACK's large GEMMs: time them without it; see the docstring)")
     per_device = " per device" if report["devices"] > 1 else ""
     for loop in report["loops"]:
         print(
