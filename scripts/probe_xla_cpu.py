@@ -23,6 +23,8 @@ alone  The same workers one at a time (``--settings``, default: default,torch): 
        over; per setting the median of its passes' medians. Nothing else runs beside it, as
        when a user trains one model (the interleaved modes time each call right after
        another contender's, whose spinning threads and caches it inherits).
+       ``default_after_dp`` times the same one-device step in a process that has first run
+       the data-parallel step on two CPU devices.
 gemm   GFLOP/s of the GEMMs of one step (the input projection, a weight gradient, the loop's
        recurrent matmul) under each back end, and PyTorch's torch.mm where installed.
 loop   The LSTM forward loop (lax.scan over T steps, no gradient) written four ways, timed
@@ -80,6 +82,10 @@ SETTINGS = {  # name -> XLA_FLAGS; "default" is what rnnlab's launchers set
     "ir_gemm": f"{NO_YNN} {XLA_CPU_DEFAULTS} {OPTION}{IR_GEMM}",
 }
 COPY = "default_copy"  # a second worker with SETTINGS["default"]: the noise floor
+# The default setting in a process with two CPU devices that first runs the data-parallel step
+# (bench_cells.py's rnnlab_dp) a few times, then times the one-device step (session 11: a
+# one-device program was often ~45% slower in a process that had run a two-device one).
+AFTER_DP = "default_after_dp"
 SIZES = ((32, 64, 128, 128), (64, 100, 256, 256), (32, 128, 512, 512))
 LOOP_CALLS = 64  # recurrent matmuls per timed call in ``gemm``
 
@@ -109,6 +115,10 @@ def _worker(args) -> None:
 
     make = bc.torch_step if args.setting == "torch" else bc.rnnlab_step
     step = make(args.cell, *args.size)
+    if args.setting == AFTER_DP:
+        data_parallel = bc.rnnlab_step(args.cell, *args.size, devices=2)
+        for _ in range(3):
+            data_parallel()
     for _ in range(3):  # compile and warm up
         step()
     print("ready", flush=True)
@@ -122,6 +132,8 @@ def _spawn(mode: str, setting: str, args, interactive: bool) -> subprocess.Popen
     env = dict(os.environ)
     if setting != "torch":
         env["XLA_FLAGS"] = xla_flags(setting)
+    if setting == AFTER_DP:
+        env["JAX_NUM_CPU_DEVICES"] = "2"
     cmd = [sys.executable, os.path.abspath(__file__), mode, "--worker", mode, "--setting", setting]
     if mode == "flags":
         cmd += ["--cell", args.cell, "--size", ",".join(map(str, args.size))]
@@ -424,13 +436,13 @@ def parse_args(argv=None):
         "--settings",
         type=lambda text: text.split(","),
         help=f"flags, gemm: these, in this order (default all): {', '.join(SETTINGS)}, "
-        f"{COPY} (flags), torch; alone: default,torch by default",
+        f"{COPY} (flags), {AFTER_DP}, torch; alone: default,torch by default",
     )
     parser.add_argument("--json", help="also write the rows, machine and versions here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--setting", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    known = [*SETTINGS, COPY, "torch"]
+    known = [*SETTINGS, COPY, AFTER_DP, "torch"]
     for name in args.settings or []:
         if name not in known:
             parser.error(f"--settings: unknown {name!r}; known: {', '.join(known)}")

@@ -57,11 +57,11 @@ def test_loop_probe_reports_every_variant_against_rows():
 
 def test_alone_runs_each_setting_in_a_process_of_its_own_pass_after_pass():
     args = probe.parse_args(
-        ["alone", "--settings", "default,default_copy", "--size", "2,3,2,4", "--rounds", "2"]
+        ["alone", "--settings", "default,default_after_dp", "--size", "2,3,2,4", "--rounds", "2"]
         + ["--passes", "2"]
     )
-    rows = probe.probe_alone(args)
-    assert [r["setting"] for r in rows] == ["default", "default_copy"]
+    rows = probe.probe_alone(args)  # the second worker runs the step on 2 devices first
+    assert [r["setting"] for r in rows] == ["default", "default_after_dp"]
     assert rows[0]["ratio"] == 1.0 and rows[0]["ratio_per_pass"] == [1.0, 1.0]
     assert all(len(r["ms_per_pass"]) == 2 and min(r["ms_per_pass"]) > 0 for r in rows)
 
