@@ -1,13 +1,13 @@
 """The order in which interleaved benchmarks call their contenders, round by round.
 
 A call leaves something behind for the next one: PyTorch's OpenMP threads spin at their barrier
-for a while after each call, XLA's pool threads go to sleep, caches are left full of the last
+for a while after each call, XLA's pool threads spin or sleep, caches are left full of the last
 contender's data. So in a benchmark that calls each contender once per round, who follows whom
 matters. Starting each round one contender later (a cyclic shift) does not change that: the
 sequence stays a b c | b c a | c a b, and a follows c in every round but the first. With
 ``--peers torch`` in ``bench_cells.py`` (rnnlab, rnnlab_dp, torch) rnnlab followed PyTorch in two
-rounds of three; called in turn with PyTorch alone, the LSTM step at (32, 64, 128, 128) took
-15.7-18.6 ms, against 12.0-16.5 ms in a process of its own (docs/performance.md, session 11).
+rounds of three; called right after PyTorch's step each time, the LSTM step at (32, 64, 128, 128)
+took 15.9-18.6 ms, against 12.3-15.2 ms in a process of its own (docs/performance.md, session 11).
 
 ``round_orders`` cycles through a Williams design instead: a set of orders (n for an even
 number of contenders, 2n for an odd one) in which every contender directly follows every other
