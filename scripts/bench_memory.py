@@ -50,10 +50,9 @@ dz over the gates: D + 19H before session 10, when each had a buffer of its own)
 (D + 2H) per step plus 2H per chunk boundary: the T / k term is there, but what ``unroll`` takes
 and returns stays [B, T, *] whatever k is (the time-major copy of xs, the outputs ys that the
 loss keeps, their cotangent), so memory is still linear in T, with a slope about 4 times smaller
-at D = H. The k term (one
-chunk's recomputed residuals, ~20H k) shares memory with buffers already dead in the backward
-pass and shows only where k > ~T / 20, i.e. at small T; for T >= 400 any k from 10 to sqrt(T)
-gives about the same memory.
+at D = H. The k term (one chunk's recomputed residuals, ~20H k) shares memory with buffers
+already dead in the backward pass and shows only where k > ~T / 20, i.e. at small T; for
+T >= 400 any k from 10 to sqrt(T) gives about the same memory.
 
 Prints a table (and where the JSON and the figure went); --json writes the rows with the machine
 and versions, --plot a two-panel log-log figure (peak memory and step time against T, one line

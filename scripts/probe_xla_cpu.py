@@ -145,16 +145,37 @@ def _spawn(mode: str, setting: str, args, interactive: bool) -> subprocess.Popen
     )
 
 
+def _start_step_worker(name: str, args) -> subprocess.Popen | None:
+    """A "flags" worker for setting ``name``, compiled and warmed up; None if it did not start
+    (an XLA that does not know a flag aborts)."""
+    proc = _spawn("flags", name, args, interactive=True)
+    if proc.stdout.readline().strip() == "ready":
+        return proc
+    proc.kill()
+    return None
+
+
+def _timed_call(proc: subprocess.Popen) -> float:
+    """One timed call of a worker's step, seconds."""
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    return float(proc.stdout.readline())
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.stdin.close()
+    proc.wait()
+
+
 def probe_flags(args) -> list[dict]:
     """Medians of the step under each setting, called in turn (rotating order), per worker."""
     names = args.settings or [*SETTINGS, COPY] + (["torch"] if args.torch else [])
     workers = {}
     for name in names:
-        proc = _spawn("flags", name, args, interactive=True)
-        if proc.stdout.readline().strip() == "ready":
+        proc = _start_step_worker(name, args)
+        if proc is not None:
             workers[name] = proc
-        else:  # an XLA that does not know a flag aborts; say so and go on
-            proc.kill()
+        else:  # say so and go on with the others
             print(f"{name}: the worker did not start (XLA_FLAGS={xla_flags(name)!r})")
     if not workers:
         raise SystemExit("flags: no worker started; see the errors above")
@@ -162,13 +183,9 @@ def probe_flags(args) -> list[dict]:
     order = list(workers)
     for names_in_turn in round_orders(order, args.rounds):  # every worker follows every other
         for name in names_in_turn:
-            proc = workers[name]
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-            times[name].append(float(proc.stdout.readline()))
+            times[name].append(_timed_call(workers[name]))
     for proc in workers.values():
-        proc.stdin.close()
-        proc.wait()
+        _stop(proc)
     base = times[order[0]]
     return [
         {
@@ -191,18 +208,11 @@ def probe_alone(args) -> list[dict]:
     medians = {name: [] for name in names}
     for _ in range(args.passes):
         for name in names:
-            proc = _spawn("flags", name, args, interactive=True)
-            if proc.stdout.readline().strip() != "ready":
-                proc.kill()
+            proc = _start_step_worker(name, args)
+            if proc is None:
                 raise SystemExit(f"alone: the {name} worker did not start")
-            times = []
-            for _ in range(args.rounds):
-                proc.stdin.write("go\n")
-                proc.stdin.flush()
-                times.append(float(proc.stdout.readline()))
-            proc.stdin.close()
-            proc.wait()
-            medians[name].append(statistics.median(times))
+            medians[name].append(statistics.median(_timed_call(proc) for _ in range(args.rounds)))
+            _stop(proc)
     base = medians[names[0]]
     return [
         {

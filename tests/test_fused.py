@@ -245,19 +245,19 @@ STEP_MEMORY_H = {"lstm": 11, "gru": 10, "gru_reset_after": 9, "rnn_tanh": 4}
 
 @pytest.mark.parametrize("name", sorted(STEP_MEMORY_H))
 def test_training_step_memory_per_time_step(name):
-    jax.config.update("jax_enable_x64", False)  # float32, as the models train (the module's x64)
     cell = FUSED[name]()
     B, D, H = 8, 16, 32
-    params = cell.init(jax.random.key(0), D, H)
     grad = jax.jit(jax.grad(lambda p, x: jnp.mean(recurrent.unroll(cell, p, x)[1] ** 2)))
     # As users compile it: the suite's -O0 (tests/conftest.py) assigns buffers differently.
     options = {"xla_backend_optimization_level": 3}
-    temps = [
-        grad.lower(params, jnp.zeros((B, T, D)))
-        .compile(options)
-        .memory_analysis()
-        .temp_size_in_bytes
-        for T in (200, 400)
-    ]
+    with jax.enable_x64(False):  # float32, as the models train (not the module's float64)
+        params = cell.init(jax.random.key(0), D, H)
+        temps = [
+            grad.lower(params, jnp.zeros((B, T, D)))
+            .compile(options)
+            .memory_analysis()
+            .temp_size_in_bytes
+            for T in (200, 400)
+        ]
     floats_per_step = (temps[1] - temps[0]) / (200 * B * 4)
     assert floats_per_step <= D + (STEP_MEMORY_H[name] + 0.1) * H, (floats_per_step - D) / H
