@@ -6,6 +6,7 @@
     .venv/bin/python scripts/probe_xla_cpu.py gemm                  # the step's GEMMs, 3 sizes
     .venv/bin/python scripts/probe_xla_cpu.py loop                  # the forward loop, 3 sizes
     .venv/bin/python scripts/probe_xla_cpu.py loop --json loop.json
+    .venv/bin/python scripts/probe_xla_cpu.py threads               # who uses the second core
 
 What docs/performance.md ("More levers, measured in session 8" and "Session 10") reports, so that
 the next try at the one-device LSTM gap starts from measurements, not guesses:
@@ -34,6 +35,14 @@ loop   The LSTM forward loop (lax.scan over T steps, no gradient) written four w
          column_blocks the recurrent matmul as two dots over column halves of W_h, concatenated
          batch_halves  two independent chains per iteration, one per half of the batch
        with the cores kept busy (CPU time over wall time) for each.
+threads Where PyTorch's second core goes and XLA's does not (session 12), per size:
+         chains_K      the ``rows`` loop with the batch as K independent chains per iteration
+                       (K = 1, 2, 4, 8; B divisible by K): work XLA could run side by side
+         torch_T       PyTorch's nn.LSTM forward (no gradient) on T threads (1, then every core)
+       with the cores kept busy. Measured in session 12: XLA ran the loop body's operations
+       one at a time whatever the chains (only a dot big enough for YNNPACK to split used the
+       second core), while PyTorch's oneDNN LSTM runs each step's matmul and gates on every
+       thread and was 1.6-1.9x faster on two threads than on one.
 
 Every mode prints a table (ratios to the first row) and, with ``--json``, writes it with the
 machine and the versions. The workers inherit the environment (run it like the other scripts,
@@ -310,6 +319,34 @@ def probe_gemm(args) -> list[dict]:
 # --- loop --------------------------------------------------------------------------------------
 
 
+def _lstm_step(h, c, a, axis=-1):
+    """One LSTM step from the pre-activations a (i f g o along ``axis``): (h', c')."""
+    import jax
+    import jax.numpy as jnp
+
+    i, f, g, o = jnp.split(a, 4, axis=axis)
+    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    return jax.nn.sigmoid(o) * jnp.tanh(c), c
+
+
+def batch_chains(k: int):
+    """The ``rows`` loop with the batch as ``k`` independent chains per iteration (B % k == 0):
+    fn(w_h, zs, h0, c0) -> hs [T, B, H], k matmuls and k elementwise chains per iteration."""
+    import jax.numpy as jnp
+    from jax import lax
+
+    def chains(w_h, zs, h0, c0):
+        def body(carry, z):
+            zs_k = jnp.split(z, k, axis=0)
+            new = tuple(_lstm_step(h, c, zk + h @ w_h) for (h, c), zk in zip(carry, zs_k))
+            return new, jnp.concatenate([h for h, _ in new], axis=0)
+
+        init = tuple(zip(jnp.split(h0, k, axis=0), jnp.split(c0, k, axis=0)))
+        return lax.scan(body, init, zs)[1]
+
+    return chains
+
+
 def loop_variants(H: int) -> dict:
     """The LSTM forward loop four ways: fn(w_h [H, 4H], zs [T, B, 4H], h0, c0) -> hs [T, B, H].
 
@@ -320,18 +357,9 @@ def loop_variants(H: int) -> dict:
     import jax.numpy as jnp
     from jax import lax
 
-    def gates(a, axis):  # i f g o along ``axis``: sigmoid, sigmoid, tanh, sigmoid
-        i, f, g, o = jnp.split(a, 4, axis=axis)
-        return jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
-
-    def step(h, c, a, axis=-1):
-        i, f, g, o = gates(a, axis)
-        c = f * c + i * g
-        return o * jnp.tanh(c), c
-
     def rows(w_h, zs, h0, c0):
         def body(carry, z):
-            h, c = step(*carry, z + carry[0] @ w_h)  # [B, 4H]
+            h, c = _lstm_step(*carry, z + carry[0] @ w_h)  # [B, 4H]
             return (h, c), h
 
         return lax.scan(body, (h0, c0), zs)[1]
@@ -340,7 +368,7 @@ def loop_variants(H: int) -> dict:
         w_t = w_h.T  # [4H, H]
 
         def body(carry, z):  # z: [4H, B]
-            h, c = step(*carry, z + w_t @ carry[0], axis=0)  # [H, B]
+            h, c = _lstm_step(*carry, z + w_t @ carry[0], axis=0)  # [H, B]
             return (h, c), h
 
         return lax.scan(body, (h0_t, c0_t), zs_t)[1]  # [T, H, B]
@@ -350,25 +378,14 @@ def loop_variants(H: int) -> dict:
 
         def body(carry, z):
             a = z + jnp.concatenate([carry[0] @ w_a, carry[0] @ w_b], axis=-1)
-            h, c = step(*carry, a)
+            h, c = _lstm_step(*carry, a)
             return (h, c), h
 
         return lax.scan(body, (h0, c0), zs)[1]
 
-    def batch_halves(w_h, zs, h0, c0):
-        half = h0.shape[0] // 2
-
-        def body(carry, z):
-            (h1, c1), (h2, c2) = carry  # two independent chains, rows [:half] and [half:]
-            n1 = step(h1, c1, z[:half] + h1 @ w_h)
-            n2 = step(h2, c2, z[half:] + h2 @ w_h)
-            return (n1, n2), jnp.concatenate([n1[0], n2[0]], axis=0)
-
-        init = ((h0[:half], c0[:half]), (h0[half:], c0[half:]))
-        return lax.scan(body, init, zs)[1]
-
-    fns = (rows, transposed, column_blocks, batch_halves)
-    return {fn.__name__: jax.jit(fn) for fn in fns}
+    fns = {"rows": rows, "transposed": transposed, "column_blocks": column_blocks}
+    fns["batch_halves"] = batch_chains(2)  # two independent chains, rows [:B/2] and [B/2:]
+    return {name: jax.jit(fn) for name, fn in fns.items()}
 
 
 def loop_inputs(size):
@@ -389,6 +406,29 @@ def transpose_io(arrays) -> list:
     return [jnp.swapaxes(a, -1, -2) for a in arrays]
 
 
+def _time_interleaved(fns: dict, rounds: int) -> tuple[dict, dict]:
+    """Median wall seconds and cores kept busy (CPU over wall time) of each no-argument fn,
+    called in turn, every fn following every other equally often (_interleave.py)."""
+    times = {name: [] for name in fns}
+    cpu = {name: 0.0 for name in fns}
+    for order in round_orders(list(fns), rounds):
+        for name in order:
+            wall, proc = time.perf_counter(), time.process_time()
+            fns[name]()
+            times[name].append(time.perf_counter() - wall)
+            cpu[name] += time.process_time() - proc
+    cores = {name: cpu[name] / sum(times[name]) for name in fns}
+    return {name: statistics.median(t) for name, t in times.items()}, cores
+
+
+def _rows_against(size, key: str, seconds: dict, cores: dict, base: str) -> list[dict]:
+    return [
+        {"size": list(size), key: name, "ms": round(s * 1e3, 3),
+         "ratio": round(s / seconds[base], 3), "cores": round(cores[name], 2)}
+        for name, s in seconds.items()
+    ]  # fmt: skip
+
+
 def probe_loop(args) -> list[dict]:
     import jax
     import numpy as np
@@ -404,22 +444,64 @@ def probe_loop(args) -> list[dict]:
             got = fn(*inputs[name])
             got = transpose_io([got])[0] if name == "transposed" else got
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=name)
-        times = {name: [] for name in fns}
-        cpu = {name: 0.0 for name in fns}
-        for r in range(args.rounds):
-            order = list(fns)[r % len(fns) :] + list(fns)[: r % len(fns)]
-            for name in order:
-                wall, proc = time.perf_counter(), time.process_time()
-                jax.block_until_ready(fns[name](*inputs[name]))
-                times[name].append(time.perf_counter() - wall)
-                cpu[name] += time.process_time() - proc
-        base = statistics.median(times["rows"])
-        for name in fns:
-            ms = statistics.median(times[name])
-            rows.append(
-                {"size": list(size), "variant": name, "ms": round(ms * 1e3, 3),
-                 "ratio": round(ms / base, 3), "cores": round(cpu[name] / sum(times[name]), 2)}
-            )  # fmt: skip
+        calls = {
+            name: (lambda fn=fn, x=inputs[name]: jax.block_until_ready(fn(*x)))
+            for name, fn in fns.items()
+        }
+        rows += _rows_against(size, "variant", *_time_interleaved(calls, args.rounds), "rows")
+    return rows
+
+
+CHAINS = (1, 2, 4, 8)  # threads: the batch as this many independent chains
+
+
+def _torch_lstm_forward(size, threads: int):
+    """A call of PyTorch's nn.LSTM forward (no gradient) at (B, T, D, H) on ``threads``."""
+    import torch
+
+    B, T, D, H = size
+    torch.manual_seed(0)
+    lstm, xs = torch.nn.LSTM(D, H), torch.randn(T, B, D)
+
+    def call():
+        torch.set_num_threads(threads)
+        with torch.no_grad():
+            lstm(xs)
+
+    return call
+
+
+def probe_threads(args) -> list[dict]:
+    """The ``rows`` loop as 1, 2, 4, 8 independent chains (each K dividing B), and PyTorch's LSTM
+    forward on one thread and on every core, timed interleaved: who puts the second core to
+    work. XLA's chain variants are checked against the one-chain loop first."""
+    import jax
+    import numpy as np
+
+    from experiments._cli import cores
+
+    rows = []
+    for size in args.sizes:
+        w_h, *rest = loop_inputs(size)
+        fns = {f"chains_{k}": jax.jit(batch_chains(k)) for k in CHAINS if size[0] % k == 0}
+        want = np.asarray(fns["chains_1"](w_h, *rest))
+        for name, fn in fns.items():
+            np.testing.assert_allclose(fn(w_h, *rest), want, rtol=1e-4, atol=1e-5, err_msg=name)
+        x = (w_h, *rest)
+        calls = {name: (lambda f=fn, x=x: jax.block_until_ready(f(*x))) for name, fn in fns.items()}
+        seconds, busy = _time_interleaved(calls, args.rounds)
+        # PyTorch's settings one after the other, each after a pause: its OpenMP threads spin
+        # for a while after a call, which would count as busy cores in whatever ran next.
+        for threads in sorted({1, cores()}) if args.torch else ():
+            time.sleep(1.0)
+            name = f"torch_{threads}"
+            s, b = _time_interleaved({name: _torch_lstm_forward(size, threads)}, args.rounds)
+            seconds[name], busy[name] = s[name], b[name]
+        rows += _rows_against(size, "variant", seconds, busy, "chains_1")
+    if args.torch:
+        import torch
+
+        torch.set_num_threads(cores())
     return rows
 
 
@@ -435,10 +517,10 @@ def print_rows(rows: list[dict]) -> None:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("flags", "alone", "gemm", "loop"))
+    parser.add_argument("mode", choices=("flags", "alone", "gemm", "loop", "threads"))
     parser.add_argument("--cell", default="lstm", choices=("lstm", "gru", "gru_paper"))
     parser.add_argument("--size", type=_size, default=SIZES[0], help="flags, alone: B,T,D,H")
-    parser.add_argument("--sizes", type=_size, nargs="+", default=SIZES, help="gemm, loop")
+    parser.add_argument("--sizes", type=_size, nargs="+", default=SIZES, help="gemm, loop, threads")
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--torch", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--passes", type=int, default=6, help="alone: times over the settings")
@@ -477,9 +559,10 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.worker:
         return _worker(args)
-    if args.mode == "loop":  # in this process: the launchers' setting, before JAX starts
+    if args.mode in ("loop", "threads"):  # in this process: the launchers' setting, before JAX
         add_xla_cpu_flags()
     modes = {"flags": probe_flags, "alone": probe_alone, "gemm": probe_gemm, "loop": probe_loop}
+    modes["threads"] = probe_threads
     rows = modes[args.mode](args)
     print_rows(rows)
     if args.json:

@@ -38,6 +38,22 @@ def test_every_loop_variant_equals_rnnlabs_lstm_step(size):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.parametrize("k", probe.CHAINS)
+def test_batch_chains_equal_rnnlabs_lstm_step(k):
+    size = (8, 4, 3, 8)  # B divisible by every K
+    w_h, zs, h0, c0 = probe.loop_inputs(size)
+    got = probe.batch_chains(k)(w_h, zs, h0, c0)
+    np.testing.assert_allclose(got, _reference(w_h, zs, h0, c0), rtol=1e-5, atol=1e-6)
+
+
+def test_threads_probe_reports_the_chains_that_divide_the_batch_and_torch_per_thread_count():
+    args = probe.parse_args(["threads", "--sizes", "4,3,2,8", "--rounds", "2", "--no-torch"])
+    rows = probe.probe_threads(args)
+    # B = 4: K = 8 does not divide it
+    assert [r["variant"] for r in rows] == ["chains_1", "chains_2", "chains_4"]
+    assert rows[0]["ratio"] == 1.0 and all(r["ms"] > 0 and r["cores"] >= 0 for r in rows)
+
+
 def test_step_gemms_are_the_lstm_steps_matmuls():
     B, T, D, H = 3, 5, 7, 11
     gemms = probe.step_gemms((B, T, D, H))
