@@ -66,10 +66,19 @@ def _is_glibc() -> bool:
         return False
 
 
+def _switch(name: str, environ, meaning_0: str) -> bool:
+    """An on/off environment switch, 1 (the default) or 0; another value is a one-line error,
+    not silently on (scripts/_env.sh checks the same)."""
+    value = environ.get(name, "1")
+    if value not in ("0", "1"):
+        fail(f"{name}={value!r}: expected 0 ({meaning_0}) or 1 (the default)")
+    return value == "1"
+
+
 def malloc_env_wanted(environ=None) -> bool:
     """Whether rnnlab sets ``MALLOC_ENV``: on glibc, unless ``RNNLAB_MALLOC=0``."""
     environ = os.environ if environ is None else environ
-    return environ.get("RNNLAB_MALLOC", "1") != "0" and _is_glibc()
+    return _switch("RNNLAB_MALLOC", environ, "glibc's defaults") and _is_glibc()
 
 
 def reexec_with_malloc_env() -> None:
@@ -217,10 +226,7 @@ def xla_flags_wanted(environ=None) -> bool:
     """Whether rnnlab adds ``XLA_CPU_FLAGS``: unless ``RNNLAB_XLA_FLAGS=0`` (another value than
     0 or 1 is a one-line error, not silently on)."""
     environ = os.environ if environ is None else environ
-    value = environ.get("RNNLAB_XLA_FLAGS", "1")
-    if value not in ("0", "1"):
-        fail(f"RNNLAB_XLA_FLAGS={value!r}: expected 0 (leave XLA_FLAGS alone) or 1 (the default)")
-    return value == "1"
+    return _switch("RNNLAB_XLA_FLAGS", environ, "leave XLA_FLAGS alone")
 
 
 def add_xla_cpu_flags(environ=None) -> list[str]:

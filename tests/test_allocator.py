@@ -63,6 +63,38 @@ def test_rnnlab_malloc_0_opts_out(tmp_path):
     assert LOG_LINE not in log
 
 
+def test_a_bad_rnnlab_malloc_is_a_one_line_error(tmp_path):
+    script = tmp_path / "entry.py"
+    script.write_text(SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, str(script), f"--workdir={tmp_path / 'run'}"],
+        env={**os.environ, "JAX_PLATFORMS": "cpu", "RNNLAB_MALLOC": "yes"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "error: RNNLAB_MALLOC='yes': expected 0" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("switch", ["RNNLAB_MALLOC", "RNNLAB_XLA_FLAGS"])
+def test_env_sh_rejects_a_bad_switch_before_touching_the_venv(switch):
+    """scripts/_env.sh fails on a value the launchers would reject, first thing (before it
+    creates or reinstalls the venv, which would need the PYTHON pointing nowhere here)."""
+    proc = subprocess.run(
+        ["bash", "-c", "source scripts/_env.sh && echo sourced"],
+        env={**os.environ, switch: "on", "PYTHON": "/nonexistent/python"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "sourced" not in proc.stdout
+    assert proc.stderr.strip() == f"error: {switch}='on': expected 0 or 1 (the default)"
+
+
 def _fake_execve(calls):
     def execve(path, args, env):
         calls.append((path, args, env))
