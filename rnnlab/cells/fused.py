@@ -353,8 +353,8 @@ def _gru_before_bwd(res, cts):
     w_ru_t, w_n_t = w_h[:, : 2 * H].T, w_h[:, 2 * H :].T  # [2H, H], [H, H]
     h_prev = _shift(h0, hs)  # [T, B, H]
 
-    def body(dh, inputs):
-        dy, h, gate, m = inputs
+    def step(dh, gate, inputs):
+        dy, h, m = inputs
         r, u, n = jnp.split(gate, 3, axis=-1)
         g_h = dh + dy
         dz_n = g_h * (1.0 - u) * (1.0 - n * n)
@@ -362,12 +362,15 @@ def _gru_before_bwd(res, cts):
         dz_ru = jnp.concatenate([d_rh * h * r * (1.0 - r), g_h * (h - n) * u * (1.0 - u)], -1)
         dz = jnp.concatenate([dz_ru, dz_n], axis=-1)  # [B, 3H]
         dz, dprev = _with_mask(m, (dz, dz_ru @ w_ru_t + d_rh * r + g_h * u), dh)
-        return dprev, dz
+        # r h_prev, the input of W_hn, for its gradient after the loop (dz over r overwrites r;
+        # on padded steps dz_n is zero, so what is saved there does not count)
+        return dprev, dz, r * h
 
     init = _varying_like(dh_t, _vma(gates))
-    dh0, dzs = lax.scan(body, init, (dys, h_prev, gates, mask), reverse=True)
+    xs = (dys, h_prev, mask)
+    dh0, dzs, rhs = _scan_over_rows(step, init, gates, xs, reverse=True)  # dz over r, u, n
     dw_ru = _gemm_tb(h_prev, dzs[..., : 2 * H])  # [H, 2H]
-    dw_n = _gemm_tb(gates[..., :H] * h_prev, dzs[..., 2 * H :])  # (r * h_prev)^T dz_n: [H, H]
+    dw_n = _gemm_tb(rhs, dzs[..., 2 * H :])  # (r * h_prev)^T dz_n: [H, H]
     return jnp.concatenate([dw_ru, dw_n], axis=1), dh0, dzs, None
 
 
