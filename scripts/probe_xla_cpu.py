@@ -177,7 +177,8 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def probe_flags(args) -> list[dict]:
-    """Medians of the step under each setting, called in turn (rotating order), per worker."""
+    """Medians of the step under each setting, one worker each, called in turn in the balanced
+    order of _interleave.py."""
     names = args.settings or [*SETTINGS, COPY] + (["torch"] if args.torch else [])
     workers = {}
     for name in names:
@@ -482,12 +483,11 @@ def probe_threads(args) -> list[dict]:
 
     rows = []
     for size in args.sizes:
-        w_h, *rest = loop_inputs(size)
+        x = loop_inputs(size)  # w_h, zs, h0, c0
         fns = {f"chains_{k}": jax.jit(batch_chains(k)) for k in CHAINS if size[0] % k == 0}
-        want = np.asarray(fns["chains_1"](w_h, *rest))
+        want = np.asarray(fns["chains_1"](*x))
         for name, fn in fns.items():
-            np.testing.assert_allclose(fn(w_h, *rest), want, rtol=1e-4, atol=1e-5, err_msg=name)
-        x = (w_h, *rest)
+            np.testing.assert_allclose(fn(*x), want, rtol=1e-4, atol=1e-5, err_msg=name)
         calls = {name: (lambda f=fn, x=x: jax.block_until_ready(f(*x))) for name, fn in fns.items()}
         seconds, busy = _time_interleaved(calls, args.rounds)
         # PyTorch's settings one after the other, each after a pause: its OpenMP threads spin
@@ -561,8 +561,13 @@ def main(argv=None) -> None:
         return _worker(args)
     if args.mode in ("loop", "threads"):  # in this process: the launchers' setting, before JAX
         add_xla_cpu_flags()
-    modes = {"flags": probe_flags, "alone": probe_alone, "gemm": probe_gemm, "loop": probe_loop}
-    modes["threads"] = probe_threads
+    modes = {
+        "flags": probe_flags,
+        "alone": probe_alone,
+        "gemm": probe_gemm,
+        "loop": probe_loop,
+        "threads": probe_threads,
+    }
     rows = modes[args.mode](args)
     print_rows(rows)
     if args.json:

@@ -32,11 +32,12 @@ _cli.main({{"train": report}}, name="long_memory")
 """
 
 
-def _launch(tmp_path, **env):
+def _run(tmp_path, **env) -> subprocess.CompletedProcess:
+    """The launcher of SCRIPT, with the allocator variables cleared and then ``env`` set."""
     script = tmp_path / "entry.py"
     script.write_text(SCRIPT)
     clean = {k: v for k, v in os.environ.items() if k not in NAMES and k != "RNNLAB_MALLOC"}
-    proc = subprocess.run(
+    return subprocess.run(
         [sys.executable, str(script), f"--workdir={tmp_path / 'run'}"],
         env={**clean, "JAX_PLATFORMS": "cpu", **env},
         cwd=ROOT,
@@ -44,6 +45,10 @@ def _launch(tmp_path, **env):
         text=True,
         timeout=120,
     )
+
+
+def _launch(tmp_path, **env):
+    proc = _run(tmp_path, **env)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
 
@@ -64,16 +69,7 @@ def test_rnnlab_malloc_0_opts_out(tmp_path):
 
 
 def test_a_bad_rnnlab_malloc_is_a_one_line_error(tmp_path):
-    script = tmp_path / "entry.py"
-    script.write_text(SCRIPT)
-    proc = subprocess.run(
-        [sys.executable, str(script), f"--workdir={tmp_path / 'run'}"],
-        env={**os.environ, "JAX_PLATFORMS": "cpu", "RNNLAB_MALLOC": "yes"},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _run(tmp_path, RNNLAB_MALLOC="yes")
     assert proc.returncode == 2
     assert "error: RNNLAB_MALLOC='yes': expected 0" in proc.stderr
     assert "Traceback" not in proc.stderr
